@@ -1,0 +1,1 @@
+"""The unified panoptic network (backbone, heads, losses, inference). Imports with torch and torchvision alone."""

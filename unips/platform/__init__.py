@@ -1,0 +1,1 @@
+"""Experiment platform: Ray Train / Ray Tune / MLflow glue."""
