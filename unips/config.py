@@ -1,0 +1,322 @@
+"""Typed experiment configuration: pydantic models, YAML presets, ``key.sub=value`` overrides.
+
+Defaults are the paper's Cityscapes settings (Li, Qi & Torr 2020, section 4 and
+Appendix B): ResNet-50-FPN, Lovasz losses, 65k iterations of batch 32 at lr 0.01
+(x0.1 at 40k and 55k), 500 warm-up iterations from lr/3, weight decay 1e-4, loss
+weights detection 0.25 / semantic 1.0 / panoptic 1.0, random scale 0.5-2 with a
+512x1024 crop, flip and colour jitter, detection cut-off 0.5, variant B, and
+small stuff regions trimmed at evaluation. Presets live in
+``experiments/configs/*.yaml`` and only state what differs from, or documents,
+these defaults.
+
+    cfg = load_config("smoke", ["optim.max_iter=50", "model.backbone.depth=34"])
+
+Any unknown key or wrong type raises :class:`ConfigError` naming the key, and
+the preset file or command-line override it came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
+
+
+class ConfigError(ValueError):
+    """A preset or override does not fit the configuration schema."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# ----------------------------------------------------------------------------- data
+class SyntheticConfig(_Section):
+    """The generated dataset used when ``data.dataset == "synthetic"`` (made on first use)."""
+
+    num_train: int = Field(200, ge=1)
+    num_val: int = Field(50, ge=1)
+    height: int = Field(128, ge=32)
+    width: int = Field(256, ge=32)
+    seed: int = 0
+
+
+class AugmentConfig(_Section):
+    """Training augmentation (albumentations), applied jointly to image and panoptic map.
+
+    ``scale_crop`` is the paper's Cityscapes recipe (random scale, random crop, flip,
+    colour jitter); ``shortest_edge`` its COCO recipe (shorter side to ``short_side``,
+    longer side at most ``max_long_side``, flip); ``none`` leaves images as they are.
+    """
+
+    kind: Literal["scale_crop", "shortest_edge", "none"] = "scale_crop"
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    crop_size: tuple[int, int] = (512, 1024)  # (height, width)
+    short_side: int = 800
+    max_long_side: int = 1333
+    hflip_prob: float = Field(0.5, ge=0.0, le=1.0)
+    # "randomly adjusting the brightness, contrast, hue and saturation by a small amount"
+    brightness: float = Field(0.1, ge=0.0)
+    contrast: float = Field(0.1, ge=0.0)
+    saturation: float = Field(0.1, ge=0.0)
+    hue: float = Field(0.02, ge=0.0, le=0.5)
+
+
+class DataConfig(_Section):
+    """Which dataset, where it lives, and how images are prepared."""
+
+    dataset: Literal["cityscapes", "coco", "synthetic"] = "cityscapes"
+    root: Path = Path("data/cityscapes")
+    train_split: str = "train"
+    val_split: str = "val"
+    loader_workers: int = Field(4, ge=0)  # DataLoader processes per training worker
+    augment: AugmentConfig = AugmentConfig()
+    # Test-time resize of the shorter side (None = full resolution, as on Cityscapes).
+    test_short_side: int | None = None
+    test_max_long_side: int | None = None
+    synthetic: SyntheticConfig = SyntheticConfig()
+
+
+# ---------------------------------------------------------------------------- model
+class BackboneConfig(_Section):
+    depth: Literal[18, 34, 50, 101] = 50
+    fpn_channels: int = Field(256, ge=1)
+    se_on_c5: bool = True  # squeeze-and-excitation on the top ResNet stage
+    frozen_bn: bool = True  # "the batch normalisation statistics are kept unchanged"
+    pretrained: Path | None = None  # local torchvision state-dict file; never downloaded
+
+
+class SemanticHeadConfig(_Section):
+    channels: int = Field(128, ge=1)
+    loss: Literal["ce", "lovasz"] = "lovasz"
+
+
+class DetectorConfig(_Section):
+    with_masks: bool = True  # the ablation's `msk`
+    mask_loss: Literal["bce", "lovasz"] = "lovasz"
+    detections_per_image: int = Field(100, ge=1)  # D, the top-k handed to the panoptic head
+    nms_thresh: float = Field(0.5, gt=0.0, le=1.0)
+
+
+class PanopticHeadConfig(_Section):
+    variant: Literal["A", "B", "C"] = "B"  # B on Cityscapes, C on COCO
+    use_affinity: bool = True  # the ablation's `aff`
+    end_to_end: bool = True  # the ablation's `e2e`: train with the panoptic matching loss
+    affinity_channels: int = Field(128, ge=1)  # C of Q
+    affinity_normalize: bool = True  # scale phi1(Q) (phi0(Q)^T Psi) by 1/n
+    match_iou_thresh: float = Field(0.5, ge=0.0, le=1.0)
+    match_same_class: bool = True
+    train_with_gt_boxes: bool = False  # paper Table H
+
+
+class ModelConfig(_Section):
+    backbone: BackboneConfig = BackboneConfig()
+    semantic: SemanticHeadConfig = SemanticHeadConfig()
+    detector: DetectorConfig = DetectorConfig()
+    panoptic: PanopticHeadConfig = PanopticHeadConfig()
+
+    @model_validator(mode="after")
+    def _affinity_needs_e2e(self) -> ModelConfig:
+        if self.panoptic.use_affinity and not self.panoptic.end_to_end:
+            raise ValueError(
+                "model.panoptic.use_affinity needs model.panoptic.end_to_end: Q learns only through the panoptic loss"
+            )
+        return self
+
+
+# ----------------------------------------------------------------------- optimisation
+class LossWeights(_Section):
+    detection: float = Field(0.25, ge=0.0)
+    semantic: float = Field(1.0, ge=0.0)
+    panoptic: float = Field(1.0, ge=0.0)
+
+
+class OptimConfig(_Section):
+    """SGD with momentum, linear warm-up, step decay (detectron2's WarmupMultiStepLR)."""
+
+    images_per_batch: int = Field(32, ge=1)  # total over all workers
+    max_iter: int = Field(65_000, ge=1)
+    base_lr: float = Field(0.01, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    steps: tuple[int, ...] = (40_000, 55_000)
+    gamma: float = Field(0.1, gt=0.0)
+    warmup_iters: int = Field(500, ge=0)
+    warmup_factor: float = Field(1.0 / 3.0, gt=0.0, le=1.0)
+    clip_grad_norm: float | None = None
+    amp: bool = False  # mixed precision, GPU only
+    loss_weights: LossWeights = LossWeights()
+    checkpoint_period: int = Field(5000, ge=1)
+
+    @model_validator(mode="after")
+    def _steps_in_schedule(self) -> OptimConfig:
+        if list(self.steps) != sorted(self.steps) or any(s <= 0 or s > self.max_iter for s in self.steps):
+            raise ValueError(f"optim.steps must increase within (0, optim.max_iter={self.max_iter}], got {self.steps}")
+        return self
+
+
+# ------------------------------------------------------------------------- evaluation
+class EvalConfig(_Section):
+    period: int = Field(5000, ge=0)  # iterations between evaluations; 0 = only at the end
+    modes: list[Literal["full", "amx", "heu"]] = ["full"]
+    score_thresh: float = Field(0.5, ge=0.0, le=1.0)  # detections kept at inference (0.5 Cityscapes, 0.75 COCO)
+    heu_overlap_thresh: float = Field(0.5, ge=0.0, le=1.0)  # heuristic merge: max taken share of a mask
+    # Stuff segments below this area (pixels at evaluated resolution) become void (paper App. C).
+    trim_stuff: bool = True
+    stuff_area_limit: int = Field(4096, ge=0)
+    max_images: int | None = None  # evaluate only the first N validation images
+    num_visualizations: int = Field(4, ge=0)
+
+
+# --------------------------------------------------------------------------- platform
+class PlatformConfig(_Section):
+    """Ray Train / Ray Tune / MLflow settings."""
+
+    num_workers: int = Field(4, ge=1)  # the paper's 4 GPUs
+    use_gpu: bool = True
+    cpus_per_worker: float = Field(1.0, gt=0.0)
+    max_failures: int = Field(2, ge=0)
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else ./mlruns
+    experiment_name: str = "unips"
+    storage_path: Path | None = None  # Ray results; None: ./ray_results
+    log_period: int = Field(20, ge=1)
+
+
+class Config(_Section):
+    """One experiment: everything a training or evaluation run needs."""
+
+    name: str = "cityscapes_r50"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    optim: OptimConfig = OptimConfig()
+    eval: EvalConfig = EvalConfig()
+    platform: PlatformConfig = PlatformConfig()
+
+    @model_validator(mode="after")
+    def _modes_fit_model(self) -> Config:
+        if "full" in self.eval.modes and not self.model.panoptic.use_affinity:
+            raise ValueError("eval.modes has 'full' (argmax of P) but model.panoptic.use_affinity is false")
+        if "heu" in self.eval.modes and not self.model.detector.with_masks:
+            raise ValueError("eval.modes has 'heu' (heuristic merge of masks) but model.detector.with_masks is false")
+        return self
+
+
+# ----------------------------------------------------------------------------- loading
+def preset_path(preset: str | os.PathLike[str]) -> Path:
+    """A YAML path as given, or the named preset in ``experiments/configs/``."""
+    candidate = Path(preset)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise FileNotFoundError(f"config file not found: {candidate}")
+        return candidate
+    for folder in (Path.cwd() / "experiments" / "configs", PRESET_DIR):
+        path = folder / f"{preset}.yaml"
+        if path.is_file():
+            return path
+    known = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    raise FileNotFoundError(f"no preset named '{preset}' in {PRESET_DIR} (known: {', '.join(known)})")
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(part) for part in e["loc"]) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{key}: unknown key")
+        else:
+            lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
+    return "; ".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"optim.base_lr=0.02"`` -> ``(["optim", "base_lr"], 0.02)``; the value is read as YAML."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override '{text}' is not of the form key.sub=value")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override '{text}': the value is not valid YAML: {err}") from err
+    return key.strip().split("."), parsed
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any, override: str, source: Path) -> None:
+    """Set ``tree[a][b]... = value``, refusing keys the schema does not have."""
+    node: dict[str, Any] = tree
+    schema: type[BaseModel] | None = Config
+    for depth, part in enumerate(path):
+        key = ".".join(path[: depth + 1])
+        if schema is None or part not in schema.model_fields:
+            raise ConfigError(f"{source}: unknown key '{key}' in command-line override '{override}'")
+        annotation = schema.model_fields[part].annotation
+        schema = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        if depth == len(path) - 1:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
+
+
+def load_config(preset: str | os.PathLike[str] = "cityscapes_r50", overrides: list[str] | None = None) -> Config:
+    """Read a preset (name or YAML path), apply ``key.sub=value`` overrides, validate."""
+    path = preset_path(preset)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: {_describe(err)}") from None
+    for text in overrides or []:
+        key_path, value = parse_override(text)
+        _set_path(raw, key_path, value, text, path)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(
+            f"{path} with overrides {' '.join(overrides or [])}: {_describe(err)}"
+        ) from None
+
+
+def config_to_yaml(cfg: Config) -> str:
+    """The fully resolved configuration as YAML (what gets logged with a run)."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
+def flatten(cfg: Config) -> dict[str, Any]:
+    """``{"optim.base_lr": 0.01, ...}``: one entry per leaf (MLflow params)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out[prefix] = value
+
+    walk("", cfg.model_dump(mode="json"))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Print a resolved configuration.")
+    parser.add_argument("--preset", default="cityscapes_r50", help="preset name or YAML path")
+    parser.add_argument("overrides", nargs="*", help="key.sub=value")
+    args = parser.parse_args(argv)
+    print(config_to_yaml(load_config(args.preset, args.overrides)), end="")
+
+
+if __name__ == "__main__":
+    main()
