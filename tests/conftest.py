@@ -1,0 +1,24 @@
+"""Shared fixtures: small synthetic datasets written to temporary folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from unips.datasets import synthetic
+
+SMALL = {"num_train": 12, "num_val": 6, "height": 128, "width": 256, "seed": 7}
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic dataset shared by tests that only read it."""
+    return synthetic.generate(tmp_path_factory.mktemp("synthetic") / "data", **SMALL)
+
+
+@pytest.fixture
+def synthetic_copy(synthetic_root: Path, tmp_path: Path) -> Path:
+    """A private copy of the small synthetic dataset that a test may damage."""
+    return Path(shutil.copytree(synthetic_root, tmp_path / "data"))
