@@ -1,0 +1,109 @@
+"""Cityscapes in the COCO panoptic format, converted with ``cityscapesscripts``.
+
+    python -m unips.datasets.cityscapes --root data/cityscapes [--splits train val]
+
+expects the official layout (``gtFine/{split}/{city}/*_gtFine_instanceIds.png`` and
+``leftImg8bit/{split}/{city}/*_leftImg8bit.png``) and writes, next to ``gtFine``'s
+split folders, ``gtFine/cityscapes_panoptic_{split}.json`` and
+``gtFine/cityscapes_panoptic_{split}/`` with ``cityscapesscripts``'
+``createPanopticImgs`` (label ids as category ids; classes ignored in evaluation
+become void; instance-less ids of thing classes become crowd regions). One thing is
+changed in its output: ``images[].file_name`` points at the real
+``{city}/{image}_leftImg8bit.png`` under ``leftImg8bit/{split}``, so the generic
+:class:`~unips.datasets.PanopticDataset` reads it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from unips.datasets.panoptic_format import read_json, write_json
+
+INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
+
+
+def panoptic_json_path(root: Path, split: str) -> Path:
+    return root / "gtFine" / f"cityscapes_panoptic_{split}.json"
+
+
+def panoptic_png_dir(root: Path, split: str) -> Path:
+    return root / "gtFine" / f"cityscapes_panoptic_{split}"
+
+
+def image_dir(root: Path, split: str) -> Path:
+    return root / "leftImg8bit" / split
+
+
+def _instance_files(root: Path, split: str) -> list[Path]:
+    files = sorted((root / "gtFine" / split).glob(f"*/*{INSTANCE_SUFFIX}"))
+    if not files:
+        raise FileNotFoundError(
+            f"no Cityscapes annotations for split '{split}': nothing matches "
+            f"{root / 'gtFine' / split}/<city>/*{INSTANCE_SUFFIX}"
+        )
+    return files
+
+
+def _replace(src: Path, dst: Path) -> None:
+    """Move ``src`` to ``dst``; an existing ``dst`` is removed only after the move succeeded."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        dst.rename(old)
+        src.rename(dst)
+        if old.is_dir():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
+    else:
+        src.rename(dst)
+
+
+def prepare_cityscapes(root: str | Path, splits: Sequence[str] = ("train", "val"), verbose: bool = False) -> None:
+    """Convert the listed splits to COCO panoptic files (see the module docstring).
+
+    The conversion runs in a temporary folder; files appear in ``gtFine`` only once
+    a split is complete, so an interrupted run leaves earlier results intact.
+    """
+    # Imported here: cityscapesscripts pulls in matplotlib, which only this step needs.
+    from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
+
+    root = Path(root)
+    files = {split: _instance_files(root, split) for split in splits}
+    tmp = Path(tempfile.mkdtemp(prefix=".panoptic-", dir=root / "gtFine"))
+    try:
+        log = io.StringIO()
+        with contextlib.redirect_stdout(None if verbose else log):
+            convert2panoptic(cityscapesPath=str(root / "gtFine"), outputFolder=str(tmp), useTrainId=False,
+                             setNames=list(splits))
+        for split in splits:
+            city_of = {p.name[: -len(INSTANCE_SUFFIX)]: p.parent.name for p in files[split]}
+            json_name = panoptic_json_path(root, split).name
+            data = read_json(tmp / json_name)
+            for image in data["images"]:
+                image["file_name"] = f"{city_of[image['id']]}/{image['id']}_leftImg8bit.png"
+            write_json(tmp / json_name, data)
+            _replace(tmp / panoptic_png_dir(root, split).name, panoptic_png_dir(root, split))
+            _replace(tmp / json_name, panoptic_json_path(root, split))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Convert Cityscapes gtFine to COCO panoptic files.")
+    parser.add_argument("--root", type=Path, required=True, help="folder holding gtFine/ and leftImg8bit/")
+    parser.add_argument("--splits", nargs="+", default=["train", "val"])
+    args = parser.parse_args(argv)
+    prepare_cityscapes(args.root, args.splits, verbose=True)
+    for split in args.splits:
+        print(f"{split}: {panoptic_json_path(args.root, split)} + {panoptic_png_dir(args.root, split)}/")
+
+
+if __name__ == "__main__":
+    main()
