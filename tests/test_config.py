@@ -133,3 +133,9 @@ def test_every_preset_loads() -> None:
     assert {"cityscapes_r50", "coco_r50", "smoke"} <= set(names)
     for name in names:
         load_config(name)
+
+
+def test_smoke_preset_scales_down_both_augmentation_recipes() -> None:
+    coco_style = load_config("smoke", ["data.augment.kind=shortest_edge"]).data.augment
+    assert (coco_style.short_side, coco_style.max_long_side) == (128, 256)
+    assert load_config("smoke").data.augment.crop_size == (128, 256)

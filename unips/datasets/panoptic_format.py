@@ -72,34 +72,32 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
         raise
 
 
-def read_rgb_image(path: str | os.PathLike[str], *, image_id: object = None) -> np.ndarray:
-    """Decode an image file to ``(H, W, 3)`` uint8; missing or broken files name the culprit."""
+def _decode(path: str | os.PathLike[str], what: str, image_id: object, required_mode: str | None,
+            convert: str | None) -> np.ndarray:
+    """Decode an image file with PIL; a missing, corrupt or wrong-mode file raises an error naming it."""
     path = Path(path)
     which = f" (image id {image_id})" if image_id is not None else ""
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found{which}: {path}")
+        raise FileNotFoundError(f"{what}{which} not found: {path}")
     try:
         with Image.open(path) as img:
-            return np.array(img.convert("RGB"))  # a writable copy, torch.from_numpy needs one
+            mode = img.mode
+            array = np.array(img.convert(convert) if convert else img)  # a writable copy, as torch wants
     except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for truncated / corrupt files
-        raise PanopticFormatError(f"cannot decode image{which} {path}: {err}") from err
+        raise PanopticFormatError(f"cannot decode {what}{which} {path}: {err}") from err
+    if required_mode is not None and mode != required_mode:
+        raise PanopticFormatError(f"{what}{which} must be {required_mode}, got mode {mode}: {path}")
+    return array
+
+
+def read_rgb_image(path: str | os.PathLike[str], *, image_id: object = None) -> np.ndarray:
+    """Decode an image file to ``(H, W, 3)`` uint8 (any PIL mode is converted to RGB)."""
+    return _decode(path, "image", image_id, required_mode=None, convert="RGB")
 
 
 def read_panoptic_png(path: str | os.PathLike[str], *, image_id: object = None) -> np.ndarray:
-    """Decode a panoptic PNG to ``(H, W)`` int32 segment ids."""
-    path = Path(path)
-    which = f" for image id {image_id}" if image_id is not None else ""
-    if not path.is_file():
-        raise FileNotFoundError(f"panoptic PNG{which} not found: {path}")
-    try:
-        with Image.open(path) as img:
-            if img.mode != "RGB":
-                raise PanopticFormatError(f"panoptic PNG{which} must be RGB, got mode {img.mode}: {path}")
-            return rgb2id(np.asarray(img))
-    except (OSError, SyntaxError, ValueError) as err:
-        if isinstance(err, PanopticFormatError):
-            raise
-        raise PanopticFormatError(f"cannot decode panoptic PNG{which} {path}: {err}") from err
+    """Decode a panoptic PNG (which must be RGB) to ``(H, W)`` int32 segment ids."""
+    return rgb2id(_decode(path, "panoptic PNG", image_id, required_mode="RGB", convert=None))
 
 
 def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
