@@ -1,0 +1,158 @@
+"""The assembled network: gradient paths, training and evaluation outputs, construction rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import resnet18, resnet34
+
+from unips.config import load_config
+from unips.datasets import PanopticDataset, collate_panoptic
+from unips.datasets.panoptic_format import mask_bbox_xywh
+from unips.models.backbone import ResNetFPN
+from unips.models.build import build_model
+
+SMALL = ["model.backbone.fpn_channels=32", "model.semantic.channels=32", "model.panoptic.affinity_channels=16",
+         "model.detector.box_head_dim=64", "model.detector.mask_head_channels=16", "eval.modes=[full, amx, heu]"]
+
+
+@pytest.fixture(scope="module")
+def batch(synthetic_root: Path):  # type: ignore[no-untyped-def]
+    dataset = PanopticDataset(synthetic_root / "images/train", synthetic_root / "panoptic_train.json",
+                              synthetic_root / "panoptic_train")
+    return dataset.categories, collate_panoptic([dataset[0], dataset[1]])
+
+
+def _model(categories, *overrides: str):  # type: ignore[no-untyped-def]
+    torch.manual_seed(0)
+    return build_model(load_config("smoke", [*SMALL, *overrides]), categories)
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+def test_panoptic_loss_alone_reaches_detector_scores_affinity_and_semantic_head(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, (images, targets) = batch
+    model = _model(categories).train()
+    model(images, targets)["loss_panoptic"].backward()
+    assert _grad_norm(model.detector.roi_heads.box_predictor.cls_score) > 0  # through the scores s_k
+    assert _grad_norm(model.detector.roi_heads.mask_predictor) > 0  # through the masks M
+    assert _grad_norm(model.panoptic_head.affinity.phi0) > 0 and _grad_norm(model.panoptic_head.affinity.phi1) > 0
+    assert _grad_norm(model.panoptic_head.affinity.decoder) > 0  # Q learns through the panoptic loss only
+    assert _grad_norm(model.semantic_head) > 0
+
+
+def test_in_gt_box_mode_the_detector_gets_no_panoptic_gradient(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, (images, targets) = batch
+    model = _model(categories, "model.panoptic.train_with_gt_boxes=true").train()
+    model(images, targets)["loss_panoptic"].backward()
+    assert _grad_norm(model.detector) == 0
+    assert _grad_norm(model.semantic_head) > 0 and _grad_norm(model.panoptic_head.affinity.phi0) > 0
+
+
+def test_training_returns_weighted_named_losses(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, (images, targets) = batch
+    torch.manual_seed(1)
+    losses = _model(categories).train()(images, targets)
+    assert set(losses) == {"loss_rpn_objectness", "loss_rpn_box", "loss_box_cls", "loss_box_reg", "loss_mask",
+                           "loss_semantic", "loss_panoptic"}
+    assert all(v.ndim == 0 and torch.isfinite(v) for v in losses.values())
+    torch.manual_seed(1)
+    doubled = _model(categories, "optim.loss_weights.detection=0.5", "optim.loss_weights.panoptic=3.0").train()(
+        images, targets)
+    torch.testing.assert_close(doubled["loss_box_cls"], 2 * losses["loss_box_cls"])
+    torch.testing.assert_close(doubled["loss_panoptic"], 3 * losses["loss_panoptic"])
+    torch.testing.assert_close(doubled["loss_semantic"], losses["loss_semantic"])
+    no_e2e = _model(categories, "model.panoptic.use_affinity=false", "model.panoptic.end_to_end=false",
+                    "eval.modes=[amx]").train()(images, targets)
+    assert "loss_panoptic" not in no_e2e
+
+
+def test_evaluation_returns_coco_panoptic_segments_per_image_and_mode(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, (images, targets) = batch
+    model = _model(categories, "eval.score_thresh=0.0", "eval.stuff_area_limit=10").eval()
+    results = model(images, targets)
+    assert len(results) == 2
+    for result, image, target in zip(results, images, targets, strict=True):
+        height, width = image.shape[1:]
+        assert result["image_id"] == target["image_id"]
+        assert set(result["by_mode"]) == {"full", "amx", "heu"}
+        assert result["panoptic"] is result["by_mode"]["full"]["panoptic"]
+        assert result["semantic"].shape == (height, width) and int(result["semantic"].max()) < len(categories)
+        det = result["detections"]
+        assert det["boxes"].shape[1] == 4 and det["masks"].shape[1:] == (height, width)
+        assert set(det["labels"].tolist()) <= set(categories.thing_train_ids)
+        for mode in result["by_mode"].values():
+            panoptic = mode["panoptic"].numpy()
+            assert panoptic.shape == (height, width)
+            ids = {s["id"] for s in mode["segments_info"]}
+            assert set(np.unique(panoptic)) - {0} == ids
+            for seg in mode["segments_info"]:
+                mask = panoptic == seg["id"]
+                assert seg["area"] == mask.sum() and seg["bbox"] == mask_bbox_xywh(mask)
+                assert seg["category_id"] in categories  # dataset ids, not training ids
+                assert seg["isthing"] == categories.is_thing(categories.train_id(seg["category_id"]))
+                if not seg["isthing"]:
+                    assert seg["area"] >= 10  # trimmed below the limit
+
+
+def test_images_of_different_sizes_share_a_batch(synthetic_root: Path) -> None:
+    dataset = PanopticDataset(synthetic_root / "images/train", synthetic_root / "panoptic_train.json",
+                              synthetic_root / "panoptic_train")
+    big = dataset[0]
+    small_image = big[0][:, :100, :150]
+    small_target = {k: v for k, v in dataset[1][1].items()}
+    from unips.datasets.targets import panoptic_targets
+
+    small_target.update(panoptic_targets(small_target["panoptic"][:100, :150].numpy(),
+                                         small_target["segments_info"], dataset.categories))
+    model = _model(dataset.categories)
+    losses = model.train()([big[0], small_image], [big[1], small_target])
+    sum(losses.values()).backward()
+    results = model.eval()([big[0], small_image])
+    assert results[1]["panoptic"].shape == (100, 150) and results[0]["panoptic"].shape == (128, 256)
+
+
+def test_inconsistent_parts_are_refused(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, _ = batch
+    cfg = load_config("smoke", SMALL)
+    cfg.model.panoptic.use_affinity = False
+    with pytest.raises(ValueError, match="'full'"):
+        build_model(cfg, categories)
+    cfg = load_config("smoke", [*SMALL, "eval.modes=[heu]"])
+    cfg.model.detector.with_masks = False
+    with pytest.raises(ValueError, match="'heu'"):
+        build_model(cfg, categories)
+
+
+def test_backbone_loads_a_local_torchvision_state_dict(tmp_path: Path) -> None:
+    path = tmp_path / "r18.pth"
+    torch.manual_seed(3)
+    reference = resnet18()
+    torch.save(reference.state_dict(), path)
+    backbone = ResNetFPN(18, 32, norm="frozen_bn", freeze_at=2, pretrained=path)
+    torch.testing.assert_close(backbone.body.layer3[1].conv2.weight, reference.layer3[1].conv2.weight)
+    torch.testing.assert_close(backbone.body.bn1.running_var, reference.bn1.running_var)
+    assert not backbone.body.conv1.weight.requires_grad and not backbone.body.layer1[0].conv1.weight.requires_grad
+    assert backbone.body.layer2[0].conv1.weight.requires_grad
+
+
+def test_missing_or_mismatched_weights_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match=r"nothere\.pth.*never downloaded"):
+        ResNetFPN(18, 32, pretrained=tmp_path / "nothere.pth")
+    path = tmp_path / "r34.pth"
+    torch.save(resnet34().state_dict(), path)
+    with pytest.raises(ValueError, match=r"r34\.pth does not fit this ResNet: .*unexpected keys \['layer1\.2"):
+        ResNetFPN(18, 32, pretrained=path)
+    with pytest.raises(ValueError, match=r"r34\.pth does not fit this ResNet"):
+        ResNetFPN(34, 32, norm="gn", pretrained=path)  # BN statistics have no place in GroupNorm
+
+
+def test_backbone_gives_p2_to_p6_at_their_strides() -> None:
+    features = ResNetFPN(18, 16, norm="gn", freeze_at=0)(torch.zeros(1, 3, 64, 96))
+    assert {k: tuple(v.shape) for k, v in features.items()} == {
+        "0": (1, 16, 16, 24), "1": (1, 16, 8, 12), "2": (1, 16, 4, 6), "3": (1, 16, 2, 3), "pool": (1, 16, 1, 2)}

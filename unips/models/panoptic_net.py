@@ -1,0 +1,290 @@
+"""The unified panoptic network (paper section 3): backbone, semantic and detection heads, panoptic head.
+
+    model = UnifiedPanopticNet(
+        backbone=ResNetFPN(depth=50),
+        semantic_head=FPNDecoder(256, 128, len(categories)),
+        detector=build_detector(categories.thing_train_ids),
+        panoptic_head=PanopticHead(categories.stuff_train_ids, "B", AffinityHead(256, 128, 128)),
+        categories=categories,
+    )
+    losses = model(images, targets)          # training: dict of weighted losses; sum them
+    results = model.eval()(images, targets)  # evaluation: one dict per image
+
+Training and inference run the same path: the detector's own (decoded, NMS'd, top-k)
+detections build ``Psi``, the affinity head revises it into ``P``, and the
+matching loss supervises ``P`` directly; at inference the argmax of ``P`` is the answer.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.detection.image_list import ImageList
+
+from unips.datasets.categories import IGNORE_INDEX, CategoryMap
+from unips.models.backbone import ResNetFPN
+from unips.models.decoder import FPNDecoder
+from unips.models.detector import Detections, Detector, paste_full_resolution
+from unips.models.geometry import paste_masks
+from unips.models.inference import channels_to_panoptic, finish_segments, heuristic_merge, upsampled_argmax
+from unips.models.losses import semantic_loss
+from unips.models.matching import match_detections, panoptic_cross_entropy, pixel_targets, downsample_ids
+from unips.models.panoptic_head import PanopticHead
+
+InferenceMode = Literal["full", "amx", "heu"]
+_MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's ResNet weights expect
+_STD = (0.229, 0.224, 0.225)
+STRIDE = 4  # of V, Q, Psi and P
+
+
+class UnifiedPanopticNet(nn.Module):
+    """The whole network. Parts are passed in; everything else is keyword arguments.
+
+    Args:
+        backbone: ResNet-FPN.
+        semantic_head: decoder with one output channel per class (``V`` = its softmax).
+        detector: RPN + RoI heads.
+        panoptic_head: potential head (+ affinity head).
+        categories: the dataset's categories (training ids <-> dataset ids, things / stuff).
+        semantic_loss_kind: ``"ce"`` or ``"lovasz"``.
+        end_to_end: train the panoptic head with the matching loss (the ablation's ``e2e``).
+        train_with_gt_boxes: feed ground-truth boxes (score 1) instead of predictions to the
+            panoptic head in training (paper Table H); the detector then gets no panoptic gradient.
+        match_iou_thresh, match_same_class: the matching rule.
+        loss_resolution: the matching loss on ``P`` upsampled to the image size (``"image"``, what the
+            argmax at inference sees), on ``P``'s stride-4 grid (``"frame"``), or both summed.
+        loss_weights: ``detection``, ``semantic``, ``panoptic`` multipliers.
+        inference_modes: panoptic outputs produced in evaluation; the first is the main one.
+        score_thresh: detections at least this confident enter the panoptic head at inference.
+        heu_overlap_thresh: the heuristic merge keeps an instance if less than this share is taken.
+        trim_stuff, stuff_area_limit: small stuff segments to void after every mode.
+    """
+
+    def __init__(
+        self,
+        backbone: ResNetFPN,
+        semantic_head: FPNDecoder,
+        detector: Detector,
+        panoptic_head: PanopticHead,
+        categories: CategoryMap,
+        *,
+        semantic_loss_kind: Literal["ce", "lovasz"] = "lovasz",
+        end_to_end: bool = True,
+        train_with_gt_boxes: bool = False,
+        match_iou_thresh: float = 0.5,
+        match_same_class: bool = True,
+        loss_resolution: Literal["frame", "image", "both"] = "image",
+        loss_weights: Mapping[str, float] | None = None,
+        inference_modes: Sequence[InferenceMode] = ("full",),
+        score_thresh: float = 0.5,
+        heu_overlap_thresh: float = 0.5,
+        trim_stuff: bool = True,
+        stuff_area_limit: int = 4096,
+    ) -> None:
+        super().__init__()
+        if "full" in inference_modes and panoptic_head.affinity is None:
+            raise ValueError("inference mode 'full' (argmax of P) needs the affinity head")
+        if "heu" in inference_modes and not detector.with_masks:
+            raise ValueError("inference mode 'heu' (heuristic merge of masks) needs the mask head")
+        if panoptic_head.affinity is not None and not end_to_end:
+            raise ValueError("the affinity head learns only through the panoptic loss: it needs end_to_end")
+        self.backbone = backbone
+        self.semantic_head = semantic_head
+        self.detector = detector
+        self.panoptic_head = panoptic_head
+        self.categories = categories
+        self.semantic_loss_kind = semantic_loss_kind
+        self.end_to_end = end_to_end
+        self.train_with_gt_boxes = train_with_gt_boxes
+        self.match_iou_thresh = match_iou_thresh
+        self.match_same_class = match_same_class
+        self.loss_resolution = loss_resolution
+        self.loss_weights = {"detection": 0.25, "semantic": 1.0, "panoptic": 1.0, **(loss_weights or {})}
+        self.inference_modes = list(inference_modes)
+        self.score_thresh = score_thresh
+        self.heu_overlap_thresh = heu_overlap_thresh
+        self.trim_stuff = trim_stuff
+        self.stuff_area_limit = stuff_area_limit
+        self._stuff_channel = {train_id: k for k, train_id in enumerate(panoptic_head.stuff_classes)}
+        self.register_buffer("_mean", torch.tensor(_MEAN).view(3, 1, 1), persistent=False)
+        self.register_buffer("_std", torch.tensor(_STD).view(3, 1, 1), persistent=False)
+
+    # ------------------------------------------------------------------ batching
+    def _batch(self, images: Sequence[torch.Tensor]) -> ImageList:
+        """Normalise ``(3, H_i, W_i)`` images in [0, 1] and pad them to a multiple of 32."""
+        sizes = [(int(img.shape[1]), int(img.shape[2])) for img in images]
+        height = 32 * math.ceil(max(h for h, _ in sizes) / 32)
+        width = 32 * math.ceil(max(w for _, w in sizes) / 32)
+        batch = self._mean.new_zeros((len(images), 3, height, width))
+        for i, img in enumerate(images):
+            batch[i, :, : img.shape[1], : img.shape[2]] = (img.to(batch.device) - self._mean) / self._std
+        return ImageList(batch, sizes)
+
+    def forward(
+        self, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, Any]] | None = None
+    ) -> dict[str, torch.Tensor] | list[dict[str, Any]]:
+        """Training: ``images`` ``(3, H_i, W_i)`` and dataset ``targets`` -> weighted losses.
+
+        Evaluation: -> one result per image (see :meth:`_infer`); ``targets`` are optional
+        and only lend their ``image_id``.
+        """
+        batch = self._batch(images)
+        features = self.backbone(batch.tensors)
+        semantic_logits = self.semantic_head(features)  # (B, N, H / 4, W / 4)
+        if self.training:
+            if targets is None:
+                raise ValueError("training needs targets")
+            device = batch.tensors.device
+            targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+            return self._losses(batch, features, semantic_logits, targets)
+        return self._infer(batch, features, semantic_logits, targets)
+
+    # ------------------------------------------------------------------ training
+    def _losses(
+        self,
+        batch: ImageList,
+        features: Mapping[str, torch.Tensor],
+        semantic_logits: torch.Tensor,
+        targets: list[dict[str, Any]],
+    ) -> dict[str, torch.Tensor]:
+        detections, detector_losses = self.detector(batch, features, targets)
+        w = self.loss_weights
+        losses = {name: w["detection"] * value for name, value in detector_losses.items()}
+        labels = semantic_logits.new_full((len(targets), *batch.tensors.shape[-2:]), IGNORE_INDEX, dtype=torch.int64)
+        for i, t in enumerate(targets):
+            labels[i, : t["semantic"].shape[0], : t["semantic"].shape[1]] = t["semantic"]
+        losses["loss_semantic"] = w["semantic"] * semantic_loss(semantic_logits, labels, self.semantic_loss_kind)
+        if self.end_to_end:
+            losses["loss_panoptic"] = w["panoptic"] * self._panoptic_loss(
+                batch, features, semantic_logits, detections, targets)
+        return losses
+
+    def _panoptic_inputs(
+        self,
+        batch: ImageList,
+        features: Mapping[str, torch.Tensor],
+        semantic_logits: torch.Tensor,
+        detections: Sequence[Detections],
+        detach_masks: bool = False,
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """``(Psi, P)`` of every image, each cropped to the image's own ``ceil(H/4) x ceil(W/4)`` frame."""
+        q = self.panoptic_head.affinity_features(features)
+        probs = semantic_logits.softmax(dim=1)
+        masks = self.detector.mask_probs(features, detections, batch.image_sizes) if self.detector.with_masks else None
+        outputs = []
+        for i, (height, width) in enumerate(batch.image_sizes):
+            h, w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
+            pasted = None
+            if masks is not None:
+                m = masks[i].detach() if detach_masks else masks[i]
+                pasted = paste_masks(m, detections[i]["boxes"], h, w, STRIDE)
+            outputs.append(self.panoptic_head(probs[i, :, :h, :w], detections[i], pasted,
+                                              None if q is None else q[i, :, :h, :w]))
+        return outputs
+
+    def _panoptic_loss(
+        self,
+        batch: ImageList,
+        features: Mapping[str, torch.Tensor],
+        semantic_logits: torch.Tensor,
+        detections: list[Detections],
+        targets: list[dict[str, Any]],
+    ) -> torch.Tensor:
+        gt_boxes = self.train_with_gt_boxes
+        if gt_boxes:  # paper Table H: ground-truth boxes with score 1; matching is the identity
+            detections = [{"boxes": t["boxes"], "scores": torch.ones_like(t["boxes"][:, 0]), "labels": t["labels"]}
+                          for t in targets]
+        n_stuff = len(self.panoptic_head.stuff_classes)
+        on_frame = self.loss_resolution in ("frame", "both")
+        on_image = self.loss_resolution in ("image", "both")
+        frame_logits, frame_goals, image_logits, image_goals = [], [], [], []
+        for (psi, p), det, t in zip(self._panoptic_inputs(batch, features, semantic_logits, detections, gt_boxes),
+                                    detections, targets, strict=True):
+            if gt_boxes:
+                pred_idx = gt_idx = torch.arange(t["boxes"].shape[0]).numpy()
+            else:
+                pred_idx, gt_idx = match_detections(det["boxes"], det["labels"], t["boxes"], t["labels"],
+                                                    self.match_iou_thresh, self.match_same_class)
+            instance_channel = {int(t["instance_ids"][g]): n_stuff + int(k) for k, g in zip(pred_idx, gt_idx,
+                                                                                           strict=True)}
+            out = psi if p is None else p
+            if on_frame:
+                frame_ids = downsample_ids(t["panoptic"], out.shape[1], out.shape[2])
+                frame_logits.append(out)
+                frame_goals.append(pixel_targets(frame_ids, t["segments_info"], self.categories,
+                                                 self._stuff_channel, instance_channel))
+            if on_image:
+                height, width = t["panoptic"].shape
+                up = F.interpolate(out[None], scale_factor=STRIDE, mode="bilinear", align_corners=False)[0]
+                image_logits.append(up[:, :height, :width])
+                image_goals.append(pixel_targets(t["panoptic"], t["segments_info"], self.categories,
+                                                 self._stuff_channel, instance_channel))
+        loss = semantic_logits.new_zeros(())
+        if on_frame:
+            loss = loss + panoptic_cross_entropy(frame_logits, frame_goals)
+        if on_image:
+            loss = loss + panoptic_cross_entropy(image_logits, image_goals)
+        return loss
+
+    # ----------------------------------------------------------------- inference
+    @torch.no_grad()
+    def _infer(
+        self,
+        batch: ImageList,
+        features: Mapping[str, torch.Tensor],
+        semantic_logits: torch.Tensor,
+        targets: Sequence[Mapping[str, Any]] | None,
+    ) -> list[dict[str, Any]]:
+        """Per image: ``image_id``; ``panoptic`` ``(H, W)`` int64 segment ids and ``segments_info``
+        (``id``, ``category_id`` (dataset id), ``isthing``, ``area``, ``bbox``, ``score``) of the first
+        mode, and of every mode under ``by_mode``; ``semantic`` ``(H, W)`` int64 argmax of ``V`` in
+        training ids; ``detections``: the raw detector output for AP, ``boxes`` (D, 4), ``scores``,
+        ``labels`` (training ids), ``masks`` ``(D, H, W)`` bool. All on the CPU.
+        """
+        raw, _ = self.detector(batch, features)
+        kept = [{k: v[d["scores"] >= self.score_thresh] for k, v in d.items()} for d in raw]
+        panoptic_inputs = self._panoptic_inputs(batch, features, semantic_logits, kept)
+        mask_probs = self.detector.mask_probs(features, raw, batch.image_sizes) if self.detector.with_masks else None
+        results = []
+        for i, (height, width) in enumerate(batch.image_sizes):
+            h, w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
+            semantic = upsampled_argmax(semantic_logits[i, :, :h, :w], height, width, STRIDE)
+            full_masks = None
+            if mask_probs is not None:
+                full_masks = paste_full_resolution(mask_probs[i], raw[i]["boxes"], height, width)
+            psi, p = panoptic_inputs[i]
+            by_mode = {}
+            for mode in self.inference_modes:
+                if mode == "heu":
+                    assert full_masks is not None
+                    keep = (raw[i]["scores"] >= self.score_thresh).cpu()
+                    panoptic, segments = heuristic_merge(
+                        full_masks.cpu()[keep].numpy(), raw[i]["scores"].cpu()[keep].numpy(),
+                        raw[i]["labels"].cpu()[keep].numpy(), semantic.cpu().numpy(), self.categories,
+                        self.score_thresh, self.heu_overlap_thresh)
+                else:
+                    channels = upsampled_argmax(p if mode == "full" else psi, height, width, STRIDE)
+                    classes = self.panoptic_head.stuff_classes + kept[i]["labels"].tolist()
+                    scores = [1.0] * len(self.panoptic_head.stuff_classes) + kept[i]["scores"].tolist()
+                    panoptic, segments = channels_to_panoptic(channels.cpu().numpy(), classes, scores, self.categories)
+                panoptic, segments = finish_segments(panoptic, segments, self.categories, self.trim_stuff,
+                                                     self.stuff_area_limit)
+                by_mode[mode] = {"panoptic": torch.from_numpy(panoptic), "segments_info": segments}
+            main = by_mode[self.inference_modes[0]]
+            detections = {k: v.cpu() for k, v in raw[i].items()}
+            if full_masks is not None:
+                detections["masks"] = full_masks.cpu()
+            results.append({
+                "image_id": None if targets is None else targets[i].get("image_id"),
+                "panoptic": main["panoptic"],
+                "segments_info": main["segments_info"],
+                "by_mode": by_mode,
+                "semantic": semantic.cpu(),
+                "detections": detections,
+            })
+        return results
