@@ -113,8 +113,8 @@ def parse_segments(
 class JointHistogram:
     """Pixel counts of all (ground-truth index, prediction index) pairs of one image.
 
-    Holds a lookup table from segment id to compact index (grown to the largest id
-    seen, at most ``2**24`` entries; only the touched entries are reset) and two
+    Holds a lookup table from segment id to compact index (grown to cover the largest
+    id seen, at most ``2**24`` entries; only the touched entries are reset) and two
     pixel buffers reused from image to image, so per-image work is two gathers,
     one add and one ``np.bincount``.
     """
@@ -125,17 +125,17 @@ class JointHistogram:
         self._buffers = (np.empty(0, np.int64), np.empty(0, np.int64))
 
     @staticmethod
-    def _grown(table: np.ndarray, ids: np.ndarray, listed: np.ndarray, what: str, where: str) -> np.ndarray:
-        """``table``, or a larger zero one, so that every id of the map and of segments_info indexes it."""
-        low, high = int(ids.min(initial=0)), int(ids.max(initial=0))
-        if low < 0 or high > MAX_SEGMENT_ID:
+    def _needed(ids: np.ndarray, listed: np.ndarray, what: str, where: str) -> int:
+        """Table length for every id of the map and of segments_info: a power of two, at most ``2**24``."""
+        # One reduction instead of min and max: read as unsigned, negative ids become huge.
+        unsigned = ids.view(ids.dtype.str.replace("i", "u")) if ids.dtype.kind == "i" else ids
+        high = int(unsigned.max(initial=0))
+        if high > MAX_SEGMENT_ID:
+            low, high = int(ids.min()), int(ids.max())
             raise PanopticFormatError(f"{where}: {what} map holds ids in [{low}, {high}], "
                                       f"outside [0, {MAX_SEGMENT_ID}]")
         high = max(high, int(listed.max(initial=0)))  # listed ids were checked by parse_segments
-        if high < len(table):
-            return table
-        # np.zeros is calloc: the pages of the table no id touches are never made resident.
-        return np.zeros(min(max(high + 1, 2 * len(table)), MAX_SEGMENT_ID + 1), np.int64)
+        return 1 << high.bit_length()  # powers of two: the table grows a few times at most
 
     def __call__(self, gt: np.ndarray, gt_ids: np.ndarray, pred: np.ndarray, pred_ids: np.ndarray,
                  where_gt: str, where_pred: str) -> np.ndarray:
@@ -145,8 +145,15 @@ class JointHistogram:
             gt, pred: ``(H, W)`` id maps of equal shape.
             gt_ids, pred_ids: ``(G,)`` / ``(P,)`` segment ids of their ``segments_info`` (unique, > 0).
         """
-        self._gt_table = self._grown(self._gt_table, gt, gt_ids, "ground-truth", where_gt)
-        self._pred_table = self._grown(self._pred_table, pred, pred_ids, "predicted", where_pred)
+        needed = self._needed(gt, gt_ids, "ground-truth", where_gt)
+        if needed > len(self._gt_table):
+            del self._gt_table  # free the old table before allocating its successor
+            # np.zeros is calloc: the pages of the table that no id touches never become resident.
+            self._gt_table = np.zeros(needed, np.int64)
+        needed = self._needed(pred, pred_ids, "predicted", where_pred)
+        if needed > len(self._pred_table):
+            del self._pred_table
+            self._pred_table = np.zeros(needed, np.int64)
         rows, cols = len(gt_ids) + FIRST_SEGMENT, len(pred_ids) + FIRST_SEGMENT
         size = gt.size
         if len(self._buffers[0]) < size:
@@ -159,7 +166,7 @@ class JointHistogram:
             gt_table[gt_ids] = np.arange(FIRST_SEGMENT, rows) * cols
             pred_table[VOID_ID] = VOID_INDEX
             pred_table[pred_ids] = np.arange(FIRST_SEGMENT, cols)
-            # mode="clip" skips the per-pixel bounds check (3x faster); _grown made every id a valid index.
+            # mode="clip" skips the per-pixel bounds check (3x faster); _needed made every id a valid index.
             np.take(gt_table, gt.ravel(), out=key, mode="clip")
             np.take(pred_table, pred.ravel(), out=pred_index, mode="clip")
         finally:
