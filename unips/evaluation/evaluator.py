@@ -101,7 +101,7 @@ class PanopticEvaluator:
 
     @classmethod
     def from_config(cls, eval_config: Any, categories: CategoryMap, **kwargs: Any) -> PanopticEvaluator:
-        """Build from :class:`unips.config.EvalConfig` (``trim_stuff``, ``stuff_area_limit``, ``num_visualizations``)."""
+        """Build from :class:`unips.config.EvalConfig`: ``trim_stuff``, ``stuff_area_limit``, ``num_visualizations``."""
         kwargs.setdefault("num_visualizations", eval_config.num_visualizations)
         return cls(categories, trim_stuff=eval_config.trim_stuff, stuff_area_limit=eval_config.stuff_area_limit,
                    **kwargs)

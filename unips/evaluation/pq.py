@@ -18,11 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
+
 from unips.datasets.panoptic_format import PanopticFormatError, write_json
 from unips.evaluation.pq_files import evaluate_pq_files
 
 
-def _write_csv(path: Path, frame) -> None:  # type: ignore[no-untyped-def]
+def _write_csv(path: Path, frame: pd.DataFrame) -> None:
     """Write a DataFrame as CSV atomically (temporary file in the same folder, then rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pred-json", required=True, type=Path)
     parser.add_argument("--gt-folder", type=Path, default=None, help="default: --gt-json without .json")
     parser.add_argument("--pred-folder", type=Path, default=None, help="default: --pred-json without .json")
-    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+    usable_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    parser.add_argument("--workers", type=int, default=usable_cores,
                         help="processes (default: the usable CPU cores, as panopticapi)")
     parser.add_argument("--trim-stuff-area", type=int, default=None, metavar="A",
                         help="predicted stuff segments below A pixels become void before matching (paper App. C)")
