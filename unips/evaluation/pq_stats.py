@@ -10,25 +10,33 @@ number of images.
 panopticapi's rules, reproduced on purpose (each is tested against panopticapi):
 
 1. Ground-truth areas are taken from ``segments_info[...]["area"]``, not recounted
-   from the map; prediction areas are counted in the map.
+   from the map; prediction areas are counted in the map. A JSON area smaller than
+   the segment's pixel count can push an IoU (and SQ) above 1.
 2. ``union = pred area + gt area - intersection - (pred pixels on VOID)``.
 3. A match needs IoU > 0.5 (strictly), the same category, and a non-crowd ground truth.
 4. An unmatched prediction is not a false positive when (its VOID pixels + its pixels
-   on a crowd segment of its category) / its area > 0.5; only ONE crowd segment per
-   category and image is remembered, the last one in ``segments_info`` order.
-5. Crowd ground truth is never a false negative. Categories with TP + FP + FN = 0 are
-   left out of the averages (their per-class PQ = SQ = RQ = 0).
+   on a crowd segment of its category) / its area > 0.5 (exactly half is a false
+   positive); only ONE crowd segment per category and image is remembered, the last
+   one in ``segments_info`` order, so a prediction on an earlier crowd segment of the
+   same class is a false positive.
+5. Crowd ground truth is never matched (even at IoU 1) and never a false negative.
+   Categories with TP + FP + FN = 0 are left out of the averages (their per-class
+   PQ = SQ = RQ = 0).
 6. A group (All / Things / Stuff) with no counted category makes panopticapi divide
    by zero; here its PQ / SQ / RQ are NaN with ``n = 0``.
 7. Floating-point order: matched IoUs are added one at a time per category, within an
    image in (gt id, pred id) order, images in order, as panopticapi's per-process loop
-   does. Results are bit-identical to panopticapi when the images are split into the
-   same contiguous chunks (``np.array_split`` over its process count) and summed in order.
+   does. panopticapi's own result therefore depends on its process count
+   (``cpu_count()``) in the last bit; ours is bit-identical to it when the images are
+   split into the same contiguous chunks (``np.array_split``) and summed in order.
 
-Where we are stricter than panopticapi (it silently mis-scores these): a segment id
-listed twice, segment id 0 in ``segments_info``, a ground-truth id in the map but not
-in ``segments_info`` (panopticapi treats those pixels as neither void nor a segment)
-or the reverse, and a prediction of another size all raise :class:`PanopticFormatError`.
+Where we are stricter than panopticapi, which silently mis-scores these: a segment id
+listed twice (panopticapi keeps the last entry), segment id 0 in a prediction's
+``segments_info`` (panopticapi then scores the void pixels as that segment), a
+ground-truth id in the map but not in ``segments_info`` (panopticapi treats those
+pixels as neither void nor a segment) or the reverse (a false negative for
+panopticapi), and a prediction of another size (a bare numpy broadcasting error in
+panopticapi) all raise :class:`PanopticFormatError` naming the image and segment.
 """
 
 from __future__ import annotations
