@@ -1,0 +1,162 @@
+"""PQ over COCO panoptic files (ground-truth and prediction PNG + JSON), streamed, optionally in parallel.
+
+Takes the same inputs as ``panopticapi.evaluation.pq_compute`` and gives the same
+numbers (:mod:`unips.evaluation.pq_stats`). Where it is faster: PNGs are decoded with
+libspng (``pyspng``, about 1.7x faster than Pillow here) straight to RGBA, whose bytes
+read as little-endian ``uint32`` are ``R + 256 G + 256^2 B`` once the alpha byte is
+masked off (no ``rgb2id`` arithmetic), and each image is one ``np.bincount`` instead of
+an ``np.unique`` sort. One image pair is in memory per process at a time.
+
+Images are split into ``workers`` contiguous chunks, each summed in order, and the
+chunk sums are added in order, as panopticapi does with its ``cpu_count()`` processes;
+with the same number of workers the floating-point sums are bit-identical.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyspng
+
+from unips.datasets.categories import CategoryMap
+from unips.datasets.coco_panoptic import parse_panoptic_json
+from unips.datasets.panoptic_format import PanopticFormatError, read_json
+from unips.evaluation.pq_stats import PQAccumulator, PQResult
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_RGB_COLOUR_TYPE = 2
+
+
+def png_size(data: bytes, path: Path, what: str, image_id: object) -> tuple[int, int]:
+    """``(height, width)`` from the IHDR chunk of an 8-bit RGB PNG; anything else raises naming the file."""
+    if len(data) < 33 or data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise PanopticFormatError(f"{what} of image id {image_id} is not a PNG file: {path}")
+    width, height, bit_depth, colour_type = struct.unpack(">IIBB", data[16:26])
+    if bit_depth != 8 or colour_type != _RGB_COLOUR_TYPE:
+        raise PanopticFormatError(f"{what} of image id {image_id} must be an 8-bit RGB PNG, got bit depth "
+                                  f"{bit_depth} and colour type {colour_type}: {path}")
+    return height, width
+
+
+def read_id_png(path: Path, what: str, image_id: object) -> np.ndarray:
+    """Decode a panoptic PNG to ``(H, W)`` uint32 segment ids with libspng."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} of image id {image_id} not found: {path}")
+    data = path.read_bytes()
+    png_size(data, path, what, image_id)
+    try:
+        rgba = pyspng.load(data, format="RGBA")  # alpha 255 for RGB files
+    except Exception as err:  # libspng reports corrupt data as a plain Exception
+        raise PanopticFormatError(f"cannot decode {what} of image id {image_id} {path}: {err}") from err
+    ids = rgba.view("<u4")[..., 0]
+    ids &= 0xFFFFFF  # drop the alpha byte: R + 256 G + 256^2 B
+    return ids
+
+
+@dataclass(frozen=True)
+class _Job:
+    image_id: Any
+    gt_png: Path
+    gt_segments: list[dict[str, Any]]
+    pred_png: Path
+    pred_segments: list[dict[str, Any]]
+
+
+def _evaluate_chunk(jobs: list[_Job], categories: CategoryMap, stuff_area_limit: int | None) -> PQAccumulator:
+    accumulator = PQAccumulator(categories, stuff_area_limit)
+    for job in jobs:
+        gt = read_id_png(job.gt_png, "ground-truth PNG", job.image_id)
+        pred = read_id_png(job.pred_png, "predicted PNG", job.image_id)
+        if pred.shape != gt.shape:
+            raise PanopticFormatError(
+                f"image id {job.image_id}: the predicted PNG {job.pred_png} is {pred.shape[1]}x{pred.shape[0]} but "
+                f"the ground-truth PNG {job.gt_png} is {gt.shape[1]}x{gt.shape[0]} (width x height)")
+        accumulator.update(pred, job.pred_segments, gt, job.gt_segments,
+                           where_pred=f"image id {job.image_id} (prediction {job.pred_png})",
+                           where_gt=f"image id {job.image_id} (ground truth {job.gt_png})")
+    return accumulator
+
+
+def _prediction_annotations(pred_json: Path) -> dict[Any, dict[str, Any]]:
+    data = read_json(pred_json)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise PanopticFormatError(f"{pred_json}: expected a JSON object with an 'annotations' list")
+    by_image: dict[Any, dict[str, Any]] = {}
+    for index, ann in enumerate(data["annotations"]):
+        for key in ("image_id", "file_name", "segments_info"):
+            if key not in ann:
+                raise PanopticFormatError(f"{pred_json}: annotations[{index}] lacks the key '{key}'")
+        if ann["image_id"] in by_image:
+            raise PanopticFormatError(f"{pred_json}: image id {ann['image_id']} has more than one annotation")
+        by_image[ann["image_id"]] = ann
+    return by_image
+
+
+def _chunks(items: list[_Job], n: int) -> list[list[_Job]]:
+    """Contiguous chunks with sizes as ``np.array_split`` gives them (the first ones one longer)."""
+    size, extra = divmod(len(items), n)
+    bounds = np.cumsum([0] + [size + (k < extra) for k in range(n)])
+    return [items[bounds[k]:bounds[k + 1]] for k in range(n)]
+
+
+def evaluate_pq_files(
+    gt_json: str | os.PathLike[str],
+    pred_json: str | os.PathLike[str],
+    gt_folder: str | os.PathLike[str] | None = None,
+    pred_folder: str | os.PathLike[str] | None = None,
+    *,
+    workers: int = 1,
+    stuff_area_limit: int | None = None,
+) -> tuple[PQResult, PQAccumulator]:
+    """PQ of a prediction folder against ground truth, as ``pq_compute(gt_json, pred_json, gt_folder, pred_folder)``.
+
+    Args:
+        gt_json, pred_json: COCO panoptic JSON files; the prediction JSON needs ``annotations``
+            (``image_id``, ``file_name``, ``segments_info`` with dataset category ids).
+        gt_folder, pred_folder: PNG folders; default: the JSON path without ``.json`` (as panopticapi).
+        workers: processes; images are split into this many contiguous chunks.
+        stuff_area_limit: if set, predicted stuff segments below this many pixels become void first.
+
+    Returns:
+        ``(result, accumulator)``: the scores and the summed per-category counts.
+
+    Raises:
+        PanopticFormatError: a prediction is missing for an image, a PNG has the wrong size or
+            mode, a segment id is in a PNG but not its JSON or the reverse, an id is duplicated,
+            or a category id is unknown; the message names the image id, segment id and file.
+        FileNotFoundError: a JSON file, folder or PNG is missing.
+    """
+    gt_json, pred_json = Path(gt_json), Path(pred_json)
+    gt_folder = Path(gt_folder) if gt_folder is not None else gt_json.with_suffix("")
+    pred_folder = Path(pred_folder) if pred_folder is not None else pred_json.with_suffix("")
+    for folder in (gt_folder, pred_folder):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"PNG folder not found: {folder}")
+    categories, records = parse_panoptic_json(read_json(gt_json), gt_json)
+    predictions = _prediction_annotations(pred_json)
+    jobs = []
+    for record in records:
+        pred = predictions.get(record.image_id)
+        if pred is None:
+            raise PanopticFormatError(f"{pred_json}: no prediction for image id {record.image_id} "
+                                      f"(listed in {gt_json})")
+        jobs.append(_Job(record.image_id, gt_folder / record.png_file, list(record.segments_info),
+                         pred_folder / pred["file_name"], pred["segments_info"]))
+
+    workers = max(1, min(workers, len(jobs)))
+    total = PQAccumulator(categories, stuff_area_limit)
+    if workers == 1:
+        total.merge(_evaluate_chunk(jobs, categories, stuff_area_limit))
+    else:
+        with multiprocessing.Pool(workers) as pool:
+            parts = pool.starmap(_evaluate_chunk, [(chunk, categories, stuff_area_limit)
+                                                   for chunk in _chunks(jobs, workers)])
+        for part in parts:  # in chunk order, as panopticapi adds its processes' sums
+            total.merge(part)
+    return total.result(), total
