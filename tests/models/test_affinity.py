@@ -36,7 +36,7 @@ def test_head_applies_phi_then_the_product() -> None:
     head = AffinityHead(in_channels=8, decoder_channels=8, channels=6)
     q, psi = torch.randn(6, 5, 7), torch.rand(4, 5, 7)
     p = head(q, psi)
-    q0 = torch.relu(head.phi0[0](q[None]))[0].reshape(6, -1)
-    q1 = torch.relu(head.phi1[0](q[None]))[0].reshape(6, -1)
+    q0 = torch.relu(head.phi0(q[None]))[0].reshape(6, -1)  # the 1x1 convolutions, as convolutions
+    q1 = torch.relu(head.phi1(q[None]))[0].reshape(6, -1)
     expected = naive_affinity_product(psi.reshape(4, -1), q0, q1).reshape(4, 5, 7)
     torch.testing.assert_close(p, expected, rtol=1e-5, atol=1e-6)
