@@ -50,3 +50,11 @@ def test_models_and_evaluation_import_without_ray_or_mlflow() -> None:
             "print(sorted(m for m in ('ray', 'mlflow') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "[]"
+
+
+def test_pq_tools_start_without_torch() -> None:
+    """The file evaluator and exporter need only NumPy: torch would cost seconds and ~500 MB per process."""
+    code = ("import sys, unips.evaluation.pq, unips.evaluation.pq_files, unips.evaluation.coco_ap, "
+            "unips.evaluation.export, unips.datasets.statistics; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "False"

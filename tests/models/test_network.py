@@ -156,3 +156,16 @@ def test_backbone_gives_p2_to_p6_at_their_strides() -> None:
     features = ResNetFPN(18, 16, norm="gn", freeze_at=0)(torch.zeros(1, 3, 64, 96))
     assert {k: tuple(v.shape) for k, v in features.items()} == {
         "0": (1, 16, 16, 24), "1": (1, 16, 8, 12), "2": (1, 16, 4, 6), "3": (1, 16, 2, 3), "pool": (1, 16, 1, 2)}
+
+
+def test_model_outputs_feed_the_evaluator(batch) -> None:  # type: ignore[no-untyped-def]
+    from unips.evaluation.evaluator import PanopticEvaluator
+
+    categories, (images, targets) = batch
+    model = _model(categories, "eval.score_thresh=0.0").eval()
+    evaluator = PanopticEvaluator(categories, trim_stuff=True, stuff_area_limit=64)
+    evaluator.process(model(images), targets, images)  # outputs without image ids pair by position
+    metrics = evaluator.evaluate()
+    for name in ("PQ", "PQ_th", "PQ_st", "SQ", "RQ", "mIoU", "IoU_st", "AP_box", "AP_mask"):
+        assert 0.0 <= metrics[name] <= 100.0, (name, metrics[name])
+    assert len(evaluator.per_class()) == len(categories)

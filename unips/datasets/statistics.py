@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from unips.datasets.coco_panoptic import parse_panoptic_json
+from unips.datasets.panoptic_json import parse_panoptic_json
 from unips.datasets.panoptic_format import read_json
 
 

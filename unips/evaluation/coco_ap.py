@@ -30,7 +30,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from unips.datasets.categories import CategoryMap
-from unips.datasets.coco_panoptic import parse_panoptic_json
+from unips.datasets.panoptic_json import parse_panoptic_json
 from unips.datasets.panoptic_format import PanopticFormatError, mask_bbox_xywh, read_json, write_json
 from unips.evaluation.pq_files import read_id_png
 from unips.evaluation.pq_stats import as_id_map

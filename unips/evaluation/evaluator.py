@@ -125,7 +125,7 @@ class PanopticEvaluator:
             raise ValueError(f"{len(outputs)} outputs for {len(targets)} targets")
         for index, (output, target) in enumerate(zip(outputs, targets, strict=True)):
             image_id = target["image_id"]
-            if output.get("image_id", image_id) != image_id:
+            if output.get("image_id") not in (None, image_id):  # None: the model was not told the id
                 raise PanopticFormatError(f"output for image id {output['image_id']} paired with the target "
                                           f"of image id {image_id}")
             match, counts, (gt_seg, pred_seg) = self.pq.match(

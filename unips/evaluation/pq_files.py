@@ -25,7 +25,7 @@ import numpy as np
 import pyspng
 
 from unips.datasets.categories import CategoryMap
-from unips.datasets.coco_panoptic import parse_panoptic_json
+from unips.datasets.panoptic_json import parse_panoptic_json
 from unips.datasets.panoptic_format import PanopticFormatError, read_json
 from unips.evaluation.pq_stats import PQAccumulator, PQResult
 
