@@ -171,11 +171,16 @@ class UnifiedPanopticNet(nn.Module):
         semantic_logits: torch.Tensor,
         detections: Sequence[Detections],
         detach_masks: bool = False,
+        masks: Sequence[torch.Tensor] | None = None,
     ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """``(Psi, P)`` of every image, each cropped to the image's own ``ceil(H/4) x ceil(W/4)`` frame."""
+        """``(Psi, P)`` of every image, each cropped to the image's own ``ceil(H/4) x ceil(W/4)`` frame.
+
+        ``masks``: the detections' ``(D, M, M)`` mask probabilities if already computed.
+        """
         q = self.panoptic_head.affinity_features(features)
         probs = semantic_logits.softmax(dim=1)
-        masks = self.detector.mask_probs(features, detections, batch.image_sizes) if self.detector.with_masks else None
+        if masks is None and self.detector.with_masks:
+            masks = self.detector.mask_probs(features, detections, batch.image_sizes)
         outputs = []
         for i, (height, width) in enumerate(batch.image_sizes):
             h, w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
@@ -247,9 +252,12 @@ class UnifiedPanopticNet(nn.Module):
         ``labels`` (training ids), ``masks`` ``(D, H, W)`` bool. All on the CPU.
         """
         raw, _ = self.detector(batch, features)
-        kept = [{k: v[d["scores"] >= self.score_thresh] for k, v in d.items()} for d in raw]
-        panoptic_inputs = self._panoptic_inputs(batch, features, semantic_logits, kept)
+        keep = [d["scores"] >= self.score_thresh for d in raw]
+        kept = [{k: v[m] for k, v in d.items()} for d, m in zip(raw, keep, strict=True)]
+        # Mask probabilities of all raw detections (for AP); the kept ones are a selection of them.
         mask_probs = self.detector.mask_probs(features, raw, batch.image_sizes) if self.detector.with_masks else None
+        kept_masks = None if mask_probs is None else [p[m] for p, m in zip(mask_probs, keep, strict=True)]
+        panoptic_inputs = self._panoptic_inputs(batch, features, semantic_logits, kept, masks=kept_masks)
         results = []
         for i, (height, width) in enumerate(batch.image_sizes):
             h, w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
@@ -262,10 +270,10 @@ class UnifiedPanopticNet(nn.Module):
             for mode in self.inference_modes:
                 if mode == "heu":
                     assert full_masks is not None
-                    keep = (raw[i]["scores"] >= self.score_thresh).cpu()
+                    kept_cpu = keep[i].cpu()
                     panoptic, segments = heuristic_merge(
-                        full_masks.cpu()[keep].numpy(), raw[i]["scores"].cpu()[keep].numpy(),
-                        raw[i]["labels"].cpu()[keep].numpy(), semantic.cpu().numpy(), self.categories,
+                        full_masks.cpu()[kept_cpu].numpy(), kept[i]["scores"].cpu().numpy(),
+                        kept[i]["labels"].cpu().numpy(), semantic.cpu().numpy(), self.categories,
                         self.score_thresh, self.heu_overlap_thresh)
                 else:
                     channels = upsampled_argmax(p if mode == "full" else psi, height, width, STRIDE)
