@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from unips.datasets.categories import IGNORE_INDEX, Category, CategoryMap
 from unips.datasets.panoptic_format import id2rgb, mask_bbox_xywh, read_json, write_json, write_png
+from unips.evaluation.coco_ap import thing_annotations
 
 BOX, DISC, TRIANGLE = 1, 2, 3
 ROAD, WALL, SKY, GRASS = 7, 9, 11, 13
@@ -355,30 +355,6 @@ def render_scene(
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), panoptic, segments
 
 
-def _instance_annotations(
-    panoptic: np.ndarray, segments: list[dict[str, Any]], image_id: int, first_id: int
-) -> list[dict[str, Any]]:
-    """COCO *instances* annotations (RLE) of the thing segments, crowd regions included."""
-    annotations = []
-    for seg in segments:
-        if not CATEGORIES.is_thing(CATEGORIES.train_id(seg["category_id"])):
-            continue
-        rle = mask_utils.encode(np.asfortranarray((panoptic == seg["id"]).astype(np.uint8)))
-        rle["counts"] = rle["counts"].decode("ascii")
-        annotations.append(
-            {
-                "id": first_id + len(annotations),
-                "image_id": image_id,
-                "category_id": seg["category_id"],
-                "segmentation": rle,
-                "area": seg["area"],
-                "bbox": [float(v) for v in seg["bbox"]],
-                "iscrowd": seg["iscrowd"],
-            }
-        )
-    return annotations
-
-
 def _semantic(panoptic: np.ndarray, segments: list[dict[str, Any]]) -> np.ndarray:
     semantic = np.full(panoptic.shape, IGNORE_INDEX, dtype=np.uint8)
     for seg in segments:
@@ -408,7 +384,7 @@ def write_split(
         write_png(out / f"semantic_{split}" / name, _semantic(panoptic, segments))
         images.append({"id": image_id, "file_name": name, "height": height, "width": width})
         panoptic_anns.append({"image_id": image_id, "file_name": name, "segments_info": segments})
-        instance_anns += _instance_annotations(panoptic, segments, image_id, len(instance_anns) + 1)
+        instance_anns += thing_annotations(panoptic, segments, CATEGORIES, image_id, len(instance_anns) + 1)
     categories = CATEGORIES.to_json()
     write_json(out / f"panoptic_{split}.json",
                {"images": images, "annotations": panoptic_anns, "categories": categories})
