@@ -1,0 +1,106 @@
+"""MLflow tracking: one run per training, created by the driver; metrics from rank 0, each step once.
+
+The default store is MLflow's own default, made absolute so Ray workers (which run
+in Ray's session folder) write to the same place: ``sqlite:///<workdir>/mlflow.db``
+with artifacts in ``<workdir>/mlruns``. ``--tracking-uri`` or ``MLFLOW_TRACKING_URI``
+point at a tracking server instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACTS = "mlruns"
+
+
+def resolve_tracking_uri(explicit: str | None, configured: str | None, workdir: Path) -> str:
+    """``explicit`` (command line), else ``$MLFLOW_TRACKING_URI``, else the config, else a local store."""
+    uri = explicit or os.environ.get("MLFLOW_TRACKING_URI") or configured
+    return uri or f"sqlite:///{(workdir / DEFAULT_DB).resolve()}"
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def create_run(
+    tracking_uri: str,
+    experiment_name: str,
+    run_name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str] | None = None,
+    artifact_root: Path | None = None,
+) -> str:
+    """Create an experiment (if needed) and a run with ``params``; return the run id."""
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        location = None
+        if artifact_root is not None and is_local_store(tracking_uri):
+            location = (artifact_root / experiment_name).resolve().as_uri()
+        experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+    else:
+        experiment_id = experiment.experiment_id
+    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+    items = [Param(key, str(value)) for key, value in params.items()]
+    for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
+        client.log_batch(run.info.run_id, params=items[start : start + 100])
+    return run.info.run_id
+
+
+def set_status(tracking_uri: str, run_id: str, status: str) -> None:
+    """Mark a run RUNNING (on resume), FINISHED or FAILED."""
+    client = MlflowClient(tracking_uri)
+    if status == "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    else:
+        client.set_terminated(run_id, status=status)
+
+
+class MetricLogger:
+    """Rank 0's metric writer into an existing run, logging every step at most once.
+
+    A run restarted from a checkpoint recomputes the steps between that checkpoint and
+    the failure; those steps are already in MLflow and are not logged again. Each group
+    of metrics logged together (the training losses, the evaluation metrics) is tracked
+    by its first key: its history in the run tells the last step already logged.
+    """
+
+    def __init__(self, tracking_uri: str, run_id: str) -> None:
+        self.client = MlflowClient(tracking_uri)
+        self.run_id = run_id
+        self._last_step: dict[str, int] = {}
+
+    def log(self, metrics: Mapping[str, float], step: int) -> bool:
+        """Log ``metrics`` at ``step`` unless this group was already logged there; True if logged."""
+        if not metrics:
+            return False
+        sentinel = sorted(metrics)[0]
+        if sentinel not in self._last_step:
+            history = self.client.get_metric_history(self.run_id, sentinel)
+            self._last_step[sentinel] = max((m.step for m in history), default=-1)
+        if step <= self._last_step[sentinel]:
+            return False
+        now = int(time.time() * 1000)
+        rows = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        for start in range(0, len(rows), 1000):  # MLflow takes at most 1000 metrics per batch
+            self.client.log_batch(self.run_id, metrics=rows[start : start + 1000])
+        self._last_step[sentinel] = step
+        return True
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        """A file, or a folder's contents, under ``artifact_path`` in the run."""
+        path = Path(path)
+        if path.is_dir():
+            self.client.log_artifacts(self.run_id, str(path), artifact_path)
+        else:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+
