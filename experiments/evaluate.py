@@ -1,0 +1,75 @@
+"""Evaluate a trained checkpoint and export its predictions.
+
+    python experiments/evaluate.py --checkpoint ray_results/<run>/checkpoint_<...> --mode full amx heu
+    python experiments/evaluate.py --checkpoint state.pt --mode heu --trim-stuff --out outputs/eval
+
+``--checkpoint`` is a Ray Train checkpoint folder, its ``state.pt``, or the
+``checkpoint/state.pt`` artifact of an MLflow run. For each mode, predictions are
+written to ``<out>/<mode>/panoptic_pred/`` + ``panoptic_pred.json`` (COCO panoptic,
+the dataset's category ids: any panoptic tool can score them) with pictures of ground
+truth against prediction in ``<out>/<mode>/visualizations/``; ``<out>/metrics.json``
+and ``<out>/per_class_<mode>.csv`` hold the scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from unips.datasets.build import build_dataset
+from unips.platform.checkpoint import model_from_checkpoint
+from unips.platform.evaluate import evaluate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--mode", nargs="+", choices=["full", "amx", "heu"], default=None,
+                        help="inference modes (default: the run's eval.modes)")
+    trim = parser.add_mutually_exclusive_group()
+    trim.add_argument("--trim-stuff", dest="trim_stuff", action="store_true", default=None,
+                      help="small stuff segments to void (paper App. C)")
+    trim.add_argument("--no-trim-stuff", dest="trim_stuff", action="store_false")
+    parser.add_argument("--split", default=None, help="dataset split (default: the run's validation split)")
+    parser.add_argument("--data-root", type=Path, default=None, help="dataset folder, if not where the run had it")
+    parser.add_argument("--max-images", type=int, default=None)
+    parser.add_argument("--num-visualizations", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=Path("outputs/eval"))
+    args = parser.parse_args()
+
+    model, cfg, categories, step = model_from_checkpoint(args.checkpoint)
+    model.inference_modes = args.mode or list(cfg.eval.modes)
+    if args.trim_stuff is not None:
+        model.trim_stuff = args.trim_stuff
+    if "full" in model.inference_modes and model.panoptic_head.affinity is None:
+        parser.error("mode 'full' needs a model trained with the affinity head")
+    if "heu" in model.inference_modes and not model.detector.with_masks:
+        parser.error("mode 'heu' needs a model trained with the mask head")
+    if args.data_root is not None:
+        cfg.data.root = args.data_root
+    dataset = build_dataset(cfg.data, args.split or cfg.data.val_split, train=False)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+
+    result = evaluate(model, dataset, categories, max_images=args.max_images, export_dir=args.out,
+                      num_visualizations=args.num_visualizations)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "metrics.json").write_text(json.dumps({"checkpoint_step": step, "trim_stuff": model.trim_stuff,
+                                                       **result.metrics}, indent=2))
+    for mode, table in result.per_class.items():
+        table.to_csv(args.out / f"per_class_{mode}.csv", index=False)
+    print(f"checkpoint at step {step}, {len(dataset) if args.max_images is None else args.max_images} images, "
+          f"stuff trimming {'on' if model.trim_stuff else 'off'}")
+    print(result.table())
+    first = model.inference_modes[0]
+    print(f"mIoU {result.metrics[f'{first}/mIoU']:.1f}  AP_box {result.metrics[f'{first}/AP_box']:.1f}"
+          + (f"  AP_mask {result.metrics[f'{first}/AP_mask']:.1f}" if f"{first}/AP_mask" in result.metrics else ""))
+    for mode, folder in result.export_dirs.items():
+        print(f"{mode}: predictions in {folder.resolve()}")
+
+
+if __name__ == "__main__":
+    main()

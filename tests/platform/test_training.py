@@ -1,0 +1,129 @@
+"""Training on a real local Ray instance with a real MLflow store (and a real MLflow server)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.platform.conftest import tiny_config
+from unips.platform.checkpoint import load_state
+from unips.platform.launch import RUN_INFO, launch_training
+
+pytestmark = pytest.mark.slow
+
+
+def _history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, key))
+
+
+def test_ddp_keeps_two_replicas_identical(local_ray: None, tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, "platform.num_workers=2", "optim.max_iter=3", "optim.steps=[3]",
+                      "optim.checkpoint_period=3")
+    outcome = launch_training(cfg, workdir=tmp_path, tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert outcome.metrics["step"] == 3
+    # Each rank trains on its own shard; only gradient averaging keeps the weights equal.
+    assert outcome.metrics["replica_max_abs_diff"] == 0.0
+    assert load_state(outcome.checkpoint)["step"] == 3
+
+
+def test_a_worker_failure_restarts_from_the_last_checkpoint_and_logs_each_step_once(
+    local_ray: None, tmp_path: Path
+) -> None:
+    cfg = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
+                      "platform.max_failures=1")
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # Step 5 is logged, then the worker raises; the restart begins after the step-4 checkpoint.
+    outcome = launch_training(cfg, workdir=tmp_path, tracking_uri=uri, fail_once_at_step=5)
+    assert (outcome.run_dir / ".failed_once").exists()
+    assert outcome.metrics["step"] == 6 and load_state(outcome.checkpoint)["step"] == 6
+    for key in ("loss/total", "loss/panoptic", "lr"):
+        assert [step for step, _ in _history(uri, outcome.mlflow_run_id, key)] == [1, 2, 3, 4, 5, 6], key
+    assert [step for step, _ in _history(uri, outcome.mlflow_run_id, "full/PQ")] == [6]
+    assert MlflowClient(uri).get_run(outcome.mlflow_run_id).info.status == "FINISHED"
+
+
+def test_a_stopped_run_resumes_with_its_mlflow_run(local_ray: None, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = launch_training(tiny_config(tmp_path, "optim.max_iter=2", "optim.steps=[2]",
+                                        "optim.checkpoint_period=2"), workdir=tmp_path, tracking_uri=uri)
+    # The same run, given more iterations, continues from its step-2 checkpoint.
+    longer = tiny_config(tmp_path, "optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=2")
+    second = launch_training(longer, workdir=tmp_path, resume=True)
+    assert second.run_name == first.run_name and second.mlflow_run_id == first.mlflow_run_id
+    assert second.metrics["step"] == 4
+    assert [step for step, _ in _history(uri, first.mlflow_run_id, "loss/total")] == [1, 2, 3, 4]
+    with pytest.raises(FileExistsError, match="pass --resume"):
+        launch_training(longer, workdir=tmp_path, run_name=first.run_name, tracking_uri=uri)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on 127.0.0.1, proxying artifacts into ``tmp_path``."""
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination",
+         str(tmp_path / "server-artifacts"), "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"mlflow server on {uri} did not start") from None
+                time.sleep(0.5)
+        yield uri
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_training_against_a_tracking_server(local_ray: None, tmp_path: Path, mlflow_server: str) -> None:
+    cfg = tiny_config(tmp_path, "optim.max_iter=2", "optim.steps=[2]", "optim.checkpoint_period=2")
+    outcome = launch_training(cfg, workdir=tmp_path, tracking_uri=mlflow_server)
+    client = MlflowClient(mlflow_server)
+    run = client.get_run(outcome.mlflow_run_id)
+    assert run.data.params["optim.max_iter"] == "2" and run.data.params["model.backbone.depth"] == "18"
+    assert [step for step, _ in _history(mlflow_server, run.info.run_id, "loss/total")] == [1, 2]
+    assert "full/PQ" in run.data.metrics and "amx/AP_box" not in run.data.metrics  # AP once, first mode
+    files = set()
+    for folder in ("", "checkpoint", "per_class"):
+        files |= {a.path for a in client.list_artifacts(run.info.run_id, folder) if not a.is_dir}
+    assert {"config.yaml", "checkpoint/state.pt", "per_class/per_class_full.csv"} <= files
+    assert client.list_artifacts(run.info.run_id, "visualizations/full")
+    config_yaml = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path)))
+    assert "max_iter: 2" in config_yaml.read_text()
+    assert (tmp_path / "server-artifacts").is_dir() and not (tmp_path / "mlruns").exists()
+    assert (outcome.run_dir / RUN_INFO).is_file()
+
+
+def test_same_seed_gives_identical_losses_for_twenty_steps(local_ray: None, tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    runs = []
+    for name in ("first", "second"):
+        cfg = tiny_config(tmp_path, "optim.max_iter=20", "optim.steps=[20]", "optim.checkpoint_period=20",
+                          "eval.max_images=1", "eval.modes=[amx]", "seed=11")
+        runs.append(launch_training(cfg, workdir=tmp_path, run_name=name, tracking_uri=uri))
+    for key in ("loss/total", "loss/semantic", "loss/panoptic", "loss/box_cls"):
+        first, second = (_history(uri, run.mlflow_run_id, key) for run in runs)
+        assert len(first) == 20 and first == second, key

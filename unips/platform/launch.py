@@ -1,0 +1,144 @@
+"""Launch one training on Ray Train: the driver side of ``experiments/train.py``.
+
+The driver makes every path absolute (Ray workers run in Ray's session folder),
+builds the synthetic data once, creates the MLflow run (parameters = the flattened
+config, artifact = the resolved YAML), then hands ``train_loop_per_worker`` to a
+``TorchTrainer``. A run is identified by its name under the storage path: launching
+again with the same name resumes it (Ray Train finds its latest checkpoint there), and
+the MLflow run id is kept beside it in ``unips_run.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from unips.config import Config, config_to_yaml, flatten
+from unips.datasets.build import ensure_synthetic
+from unips.platform.checkpoint import STATE_FILE
+from unips.platform.tracking import DEFAULT_ARTIFACTS, create_run, resolve_tracking_uri, set_status
+from unips.platform.train_loop import train_loop_per_worker
+
+RUN_INFO = "unips_run.json"
+
+
+@dataclass
+class TrainingOutcome:
+    """What a finished training left behind."""
+
+    run_name: str
+    run_dir: Path  # Ray Train's folder of the run (checkpoints, unips_run.json)
+    tracking_uri: str
+    mlflow_run_id: str
+    metrics: dict[str, Any]  # rank 0's last report: final losses, evaluation metrics per mode
+    checkpoint: Path | None  # the final state.pt
+
+
+def absolute_paths(cfg: Config, workdir: Path) -> Config:
+    """A copy of ``cfg`` whose data root and storage path are absolute (relative to ``workdir``)."""
+    cfg = cfg.model_copy(deep=True)
+    cfg.data.root = (workdir / cfg.data.root).resolve()
+    cfg.platform.storage_path = (workdir / (cfg.platform.storage_path or "ray_results")).resolve()
+    if cfg.model.backbone.pretrained is not None:
+        cfg.model.backbone.pretrained = (workdir / cfg.model.backbone.pretrained).resolve()
+    return cfg
+
+
+def latest_run(storage: Path, prefix: str) -> str:
+    """Name of the most recently started run under ``storage`` whose name starts with ``prefix``."""
+    runs = sorted((p for p in storage.glob(f"{prefix}*") if (p / RUN_INFO).is_file()),
+                  key=lambda p: (p / RUN_INFO).stat().st_mtime)
+    if not runs:
+        raise FileNotFoundError(f"no run named {prefix}* with a {RUN_INFO} under {storage} to resume")
+    return runs[-1].name
+
+
+def launch_training(
+    cfg: Config,
+    *,
+    run_name: str | None = None,
+    resume: bool = False,
+    tracking_uri: str | None = None,
+    workdir: str | Path | None = None,
+    tags: dict[str, str] | None = None,
+    fail_once_at_step: int | None = None,
+) -> TrainingOutcome:
+    """Train ``cfg`` on the Ray instance this process is connected to (or a local one).
+
+    Args:
+        run_name: the run's name under ``platform.storage_path`` (default: ``<cfg.name>_<time>``).
+        resume: continue the named run (default: the latest run of this config) from its last checkpoint.
+        tracking_uri: MLflow tracking URI (default: ``$MLFLOW_TRACKING_URI``, ``platform.tracking_uri``,
+            or ``sqlite:///<workdir>/mlflow.db``).
+        workdir: what relative paths are relative to (default: the current folder).
+        tags: extra MLflow tags of the run.
+        fail_once_at_step: raise in the first attempt at this step (to test fault tolerance).
+    """
+    workdir = Path(workdir or Path.cwd()).resolve()
+    cfg = absolute_paths(cfg, workdir)
+    if cfg.optim.images_per_batch % cfg.platform.num_workers:
+        raise ValueError(f"optim.images_per_batch={cfg.optim.images_per_batch} must be a multiple of "
+                         f"platform.num_workers={cfg.platform.num_workers}")
+    if cfg.data.dataset == "synthetic":
+        ensure_synthetic(cfg.data)
+    storage = Path(cfg.platform.storage_path)  # type: ignore[arg-type]
+    storage.mkdir(parents=True, exist_ok=True)
+
+    if resume:
+        run_name = run_name or latest_run(storage, cfg.name)
+        info = json.loads((storage / run_name / RUN_INFO).read_text())
+        uri, run_id = tracking_uri or info["tracking_uri"], info["mlflow_run_id"]
+        set_status(uri, run_id, "RUNNING")
+    else:
+        run_name = run_name or f"{cfg.name}_{datetime.now():%Y%m%d-%H%M%S}"
+        if (storage / run_name).exists():
+            raise FileExistsError(f"{storage / run_name} exists: pass --resume to continue it, or another name")
+        uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, workdir)
+        run_id = create_run(uri, cfg.platform.experiment_name, run_name, flatten(cfg),
+                            {"unips.run": run_name, "unips.preset": cfg.name, **(tags or {})},
+                            artifact_root=workdir / DEFAULT_ARTIFACTS)
+        (storage / run_name).mkdir(parents=True)
+        (storage / run_name / RUN_INFO).write_text(json.dumps({"mlflow_run_id": run_id, "tracking_uri": uri}))
+        _log_config(uri, run_id, cfg)
+
+    # Ray Train routes print() to its logger; that ignores contextlib.redirect_stdout (pycocotools'
+    # tables came through) and doubles lines once MLflow wraps stdout. Plain print is what we want.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    loop_config: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "tracking": {"uri": uri, "run_id": run_id}}
+    if fail_once_at_step is not None:
+        loop_config["fail_once"] = {"step": fail_once_at_step, "marker": str(storage / run_name / ".failed_once")}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.platform.num_workers, use_gpu=cfg.platform.use_gpu,
+                                     resources_per_worker={"CPU": cfg.platform.cpus_per_worker}),
+        run_config=RunConfig(name=run_name, storage_path=str(storage),
+                             failure_config=FailureConfig(max_failures=cfg.platform.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             logging_config=LoggingConfig(log_level="WARNING")),
+    )
+    try:
+        result = trainer.fit()
+    except BaseException:
+        set_status(uri, run_id, "FAILED")
+        raise
+    set_status(uri, run_id, "FINISHED")
+    checkpoint = Path(result.checkpoint.path) / STATE_FILE if result.checkpoint is not None else None
+    return TrainingOutcome(run_name, storage / run_name, uri, run_id, dict(result.metrics or {}), checkpoint)
+
+
+def _log_config(uri: str, run_id: str, cfg: Config) -> None:
+    from mlflow.tracking import MlflowClient
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(config_to_yaml(cfg))
+        MlflowClient(uri).log_artifact(run_id, str(path))
