@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The smoke preset on the built-in synthetic data: local Ray, local MLflow store (./mlflow.db).
 demo: $(STAMP)
-	$(PY) experiments/demo.py
+	$(PY) experiments/train.py --preset smoke
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -1,13 +1,11 @@
-"""The embedded default job: build the synthetic dataset, describe it, draw its ground truth.
+"""Look at a dataset before training: build the synthetic set if needed, describe it, draw its ground truth.
 
-    python experiments/demo.py [--preset smoke] [--out outputs/demo] [key.sub=value ...]
+    python experiments/show_data.py [--preset smoke] [--out outputs/data] [key.sub=value ...]
 
 1. generates the preset's synthetic dataset under ``data.root`` on first use,
 2. prints each split's statistics (segments per image, pixel shares, box overlaps),
 3. writes colour pictures of validation ground truth (image | panoptic | overlay) and
    of augmented training samples with their derived boxes.
-
-This is what ``make demo`` runs until training lands; it then grows into the local study.
 """
 
 from __future__ import annotations
@@ -29,7 +27,7 @@ from unips.seeding import seed_everything
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="smoke")
-    parser.add_argument("--out", type=Path, default=Path("outputs/demo"))
+    parser.add_argument("--out", type=Path, default=Path("outputs/data"))
     parser.add_argument("--num-images", type=int, default=6, help="images per picture")
     parser.add_argument("overrides", nargs="*", help="key.sub=value")
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""The main job that `make demo` runs, on a tiny synthetic set."""
+"""experiments/show_data.py on a tiny synthetic set."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_demo_generates_describes_and_draws(tmp_path: Path) -> None:
-    root, out = tmp_path / "syn", tmp_path / "demo"
+def test_show_data_generates_describes_and_draws(tmp_path: Path) -> None:
+    root, out = tmp_path / "syn", tmp_path / "shown"
     result = subprocess.run(
-        [sys.executable, str(REPO / "experiments/demo.py"), "--out", str(out), "--num-images", "3",
+        [sys.executable, str(REPO / "experiments/show_data.py"), "--out", str(out), "--num-images", "3",
          f"data.root={root}", "data.synthetic.num_train=4", "data.synthetic.num_val=3"],
         check=True, capture_output=True, text=True, cwd=tmp_path,
     )
