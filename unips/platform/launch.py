@@ -70,6 +70,7 @@ def launch_training(
     workdir: str | Path | None = None,
     tags: dict[str, str] | None = None,
     fail_once_at_step: int | None = None,
+    callbacks: list[Any] | None = None,
 ) -> TrainingOutcome:
     """Train ``cfg`` on the Ray instance this process is connected to (or a local one).
 
@@ -81,6 +82,7 @@ def launch_training(
         workdir: what relative paths are relative to (default: the current folder).
         tags: extra MLflow tags of the run.
         fail_once_at_step: raise in the first attempt at this step (to test fault tolerance).
+        callbacks: Ray Train callbacks, e.g. Ray Tune's ``TuneReportCallback`` when a Tune trial trains.
     """
     workdir = Path(workdir or Path.cwd()).resolve()
     cfg = absolute_paths(cfg, workdir)
@@ -122,7 +124,7 @@ def launch_training(
                                      resources_per_worker={"CPU": cfg.platform.cpus_per_worker}),
         run_config=RunConfig(name=run_name, storage_path=str(storage),
                              failure_config=FailureConfig(max_failures=cfg.platform.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks,
                              logging_config=LoggingConfig(log_level="WARNING")),
     )
     try:

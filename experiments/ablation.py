@@ -1,0 +1,49 @@
+"""Run the paper's ablation studies as one Ray Tune experiment, recorded in MLflow.
+
+    python experiments/ablation.py --preset smoke --tables H            # local Ray, synthetic data
+    python experiments/ablation.py --preset smoke --tables 1,F,H,I --seeds 3
+    python experiments/ablation.py --preset smoke --resume              # continue the latest smoke study
+    ray submit cluster.yaml experiments/ablation.py -- --preset cityscapes_r50 --tables 1
+
+Tables: 1 (msk/aff/e2e/heu/amx ablation), F (variant B vs C), H (GT vs predicted boxes),
+I (stuff trimming), J (SQ/RQ of the full model). Rows that differ only at inference
+share one training. On a cluster (``ray submit``, or ``--address``) trials run as far
+apart as its resources allow. The last line is ``study=<name> tracking_uri=<uri>``:
+``python experiments/tables.py --study <name>`` writes the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import ray
+
+from unips.platform.ablation import run_study
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="smoke", help="preset name in experiments/configs/ or a YAML path")
+    parser.add_argument("--tables", default="1,F,H,I,J", help="comma-separated table keys (default: all)")
+    parser.add_argument("--seeds", type=int, default=1, help="trainings per setting, seeds 0..N-1")
+    parser.add_argument("--name", default=None, help="study name (default: <preset>-study-<date-time>)")
+    parser.add_argument("--resume", action="store_true", help="continue the study --name (default: the latest)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join (default: the one this machine belongs to, else a local one)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("overrides", nargs="*", help="config overrides for every training, key.sub=value")
+    args = parser.parse_args()
+
+    ray.init(address=args.address)
+    outcome = run_study(args.preset, [key.strip() for key in args.tables.split(",") if key.strip()],
+                        seeds=args.seeds, overrides=args.overrides, name=args.name, resume=args.resume,
+                        tracking_uri=args.tracking_uri)
+    print(f"\n{outcome.trainings} training(s) for {outcome.rows} row(s); tables with:\n"
+          f"  python experiments/tables.py --study {outcome.name} --tracking-uri {outcome.tracking_uri}")
+    print(f"study={outcome.name} tracking_uri={outcome.tracking_uri}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The paper's table specs: rows resolve to valid configs, and inference-only rows share trainings."""
+
+from __future__ import annotations
+
+import pytest
+
+from unips.config import load_config
+from unips.platform.ablation import plan_study, row_metrics
+from unips.platform.studies import TABLES, Row, row_overrides, select, training_key, trainings
+
+
+@pytest.mark.parametrize("preset", ["smoke", "cityscapes_r50", "coco_r50"])
+def test_every_row_is_a_valid_config_of_every_preset(preset: str) -> None:
+    for table in TABLES.values():
+        for row in table.rows:
+            cfg = load_config(preset, row_overrides(row))
+            assert cfg.eval.modes == [row.mode]
+
+
+def test_rows_that_differ_only_at_inference_share_a_training() -> None:
+    smoke = trainings(select(None), lambda extra: load_config("smoke", extra))
+    # Table 1: the heuristic baseline and the untrained potential argmax are one model.
+    assert len(trainings(select(["1"]), lambda extra: load_config("smoke", extra))) == 4
+    # Tables I and J only read trained models out differently; F's B is the full model (B is the default).
+    assert len(smoke) == 6
+    assert {row.name for row in smoke["msk1-aff1-e2e1-B-pred"]} == {"msk aff e2e", "B", "full, no trim", "full, trim"}
+    assert {row.name for row in smoke["msk1-aff0-e2e0-B-pred"]} == {"msk heu", "msk amx", "heu, no trim", "heu, trim"}
+    # On COCO the default is C: then C is the full model and B needs its own training.
+    coco = trainings(select(["F"]), lambda extra: load_config("coco_r50", extra))
+    assert list(coco) == ["msk1-aff1-e2e1-B-pred", "msk1-aff1-e2e1-C-pred"]
+
+
+def test_training_key_reads_the_resolved_config() -> None:
+    assert training_key(load_config("smoke")) == "msk1-aff1-e2e1-B-pred"
+    gt = load_config("smoke", ["model.panoptic.train_with_gt_boxes=true", "model.detector.with_masks=false",
+                               "eval.modes=[full]"])
+    assert training_key(gt) == "msk0-aff1-e2e1-B-gt"
+
+
+def test_a_training_reads_out_every_mode_its_rows_need() -> None:
+    plan = plan_study("smoke", ["optim.max_iter=5", "optim.steps=[4]"], select(["1"]))
+    baseline = plan["msk1-aff0-e2e0-B-pred"]
+    assert baseline["overrides"][:2] == ["optim.max_iter=5", "optim.steps=[4]"]
+    assert baseline["overrides"][-1] == "eval.modes=[heu,amx]"
+    assert [row["name"] for row in baseline["rows"]] == ["msk heu", "msk amx"]
+    load_config("smoke", baseline["overrides"])  # valid: no 'full' without the affinity head
+
+
+def test_unknown_tables_are_named() -> None:
+    with pytest.raises(KeyError, match=r"\['Z'\]"):
+        select(["1", "Z"])
+
+
+def test_row_metrics_take_mode_free_metrics_from_the_first_mode() -> None:
+    measured = {"heu/PQ": 40.0, "heu/PQ_st": 50.0, "heu/mIoU": 70.0, "heu/AP_box": 9.0, "heu/IoU_st_pan": 60.0,
+                "amx/PQ": 30.0, "amx/PQ_st": 45.0, "amx/IoU_st_pan": 55.0}
+    amx = Row("msk amx", (), "amx")
+    assert row_metrics(amx, measured, {"PQ", "IoU", "AP_box", "IoU_st"}) == {
+        "PQ": 30.0, "IoU": 70.0, "AP_box": 9.0, "IoU_st": 55.0}
+    # A metric the model does not have (no mask AP without masks) is left out, not invented.
+    assert row_metrics(amx, measured, {"AP_mask"}) == {}

@@ -1,0 +1,91 @@
+"""Tables from MLflow row runs: means and spreads over seeds, the paper's figures beside ours, files."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from unips.platform.studies import TABLES
+from unips.platform.tables import build_table, study_rows, to_markdown, write_tables
+
+# Table H for two seeds: (row, seed) -> metrics.
+H_RUNS = {
+    ("GT boxes", 0): {"PQ": 40.0, "PQ_th": 30.0, "PQ_st": 50.0, "SQ": 70.0, "RQ": 55.0, "IoU": 60.0, "AP_box": 10.0},
+    ("GT boxes", 1): {"PQ": 42.0, "PQ_th": 31.0, "PQ_st": 51.0, "SQ": 71.0, "RQ": 56.0, "IoU": 61.0, "AP_box": 11.0},
+    ("predicted boxes", 0): {"PQ": 41.0, "PQ_th": 33.0, "PQ_st": 49.0, "SQ": 70.5, "RQ": 57.0, "IoU": 60.5,
+                             "AP_box": 12.0},
+    ("predicted boxes", 1): {"PQ": 44.0, "PQ_th": 35.0, "PQ_st": 52.0, "SQ": 72.0, "RQ": 58.0, "IoU": 62.5,
+                             "AP_box": 13.5},
+}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """A real MLflow store holding the row runs of study ``s`` (and a decoy of another study)."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("unips", artifact_location=(tmp_path / "mlruns").as_uri())
+    for (row, seed), metrics in H_RUNS.items():
+        run = client.create_run(experiment, tags={"unips.study": "s", "unips.kind": "row", "unips.row": row,
+                                                  "unips.seed": str(seed), "unips.tables": "H"})
+        for key, value in metrics.items():
+            client.log_metric(run.info.run_id, key, value)
+    decoy = client.create_run(experiment, tags={"unips.study": "other", "unips.kind": "row", "unips.row": "GT boxes"})
+    client.log_metric(decoy.info.run_id, "PQ", 99.0)
+    return uri
+
+
+def test_a_table_holds_mean_and_spread_over_seeds_and_the_paper_difference(store: str) -> None:
+    table = build_table(TABLES["H"], study_rows("s", store), dataset="cityscapes")
+    for row in ("GT boxes", "predicted boxes"):
+        for metric in TABLES["H"].columns:
+            seeds = [H_RUNS[(row, seed)][metric] for seed in (0, 1)]
+            assert table.values.loc[row, (metric, "mean")] == pytest.approx(statistics.mean(seeds))
+            assert table.values.loc[row, (metric, "std")] == pytest.approx(statistics.stdev(seeds))
+            assert table.values.loc[row, (metric, "n")] == 2
+    paper = table.paper.set_index("metric")
+    # predicted - GT: PQ (41+44)/2 - (40+42)/2 = 1.5 against the paper's +0.4; AP_box 12.75 - 10.5 = 2.25 vs +1.3.
+    assert paper.loc["PQ", "ours"] == pytest.approx(1.5) and paper.loc["PQ", "paper"] == 0.4
+    assert paper.loc["PQ", "ours - paper"] == pytest.approx(1.1)
+    assert paper.loc["AP_box", "ours"] == pytest.approx(2.25)
+    markdown = to_markdown(table, seeds=2)
+    assert "| GT boxes" in markdown and "41.0 ± 1.4" in markdown and "mean ± std over 2 seeds" in markdown
+
+
+def test_absolute_paper_numbers_only_beside_the_papers_dataset(store: str, tmp_path: Path) -> None:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("unips").experiment_id
+    run = client.create_run(experiment, tags={"unips.study": "j", "unips.kind": "row", "unips.row": "msk aff e2e"})
+    client.log_metric(run.info.run_id, "PQ", 60.0)
+    runs = study_rows("j", store)
+    beside = build_table(TABLES["J"], runs, dataset="cityscapes").paper
+    assert beside.to_dict("records")[0] | {"ours - paper": round(beside["ours - paper"][0], 6)} == {
+        "what": "msk aff e2e", "metric": "PQ", "ours": 60.0, "paper": 61.4, "dataset": "cityscapes",
+        "ours - paper": -1.4}
+    assert build_table(TABLES["J"], runs, dataset="synthetic").paper.empty
+    # Metrics a row run lacks stay empty rather than zero.
+    assert math.isnan(build_table(TABLES["J"], runs, dataset="synthetic").values.loc["msk aff e2e", ("SQ", "mean")])
+
+
+def test_csv_keeps_full_precision_and_every_format_writes_a_file(store: str, tmp_path: Path) -> None:
+    tables = [build_table(TABLES["H"], study_rows("s", store), dataset="synthetic")]
+    written = write_tables(tables, tmp_path / "csv", "csv", seeds=2)
+    frame = pd.read_csv(tmp_path / "csv" / "table_H.csv")
+    pq = frame[(frame["row"] == "predicted boxes") & (frame["metric"] == "PQ")].iloc[0]
+    assert pq["mean"] == 42.5 and pq["std"] == pytest.approx(statistics.stdev([41.0, 44.0])) and pq["n"] == 2
+    assert {p.name for p in written} == {"table_H.csv", "paper_H.csv"}
+    latex = write_tables(tables, tmp_path / "tex", "latex", seeds=2)[0].read_text()
+    assert "PQ\\_th" in latex and "$\\pm$" in latex and "\\begin{tabular}" in latex
+    assert (write_tables(tables, tmp_path / "md", "md", seeds=2)[0]).read_text().startswith("### Table H")
+
+
+def test_a_missing_study_or_row_is_named(store: str) -> None:
+    with pytest.raises(LookupError, match="'nope'"):
+        study_rows("nope", store)
+    with pytest.raises(LookupError, match="row 'B'"):
+        build_table(TABLES["F"], study_rows("s", store), dataset="synthetic")

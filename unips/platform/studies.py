@@ -1,0 +1,183 @@
+"""The paper's studies as data: one table spec per paper table, rows = named settings.
+
+A row is a training setting (config overrides) plus how its model is read out at
+inference (mode, stuff trimming). Rows that share a training setting share one trained
+model (:func:`trainings`), so the heuristic baseline and the untrained potential argmax of
+Table 1 cost one training, and Tables I and J add none. The reference columns are the
+paper's Cityscapes figures from DESIGN.md section 6 (the paper's text gives no other
+numbers): absolute values, or differences between two rows.
+
+Torch-free: ``experiments/tables.py`` imports it with pandas and MLflow only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from unips.config import Config
+
+# The ablation's switches as config overrides (names from the paper's Table 1 caption).
+MSK = "model.detector.with_masks"
+AFF = "model.panoptic.use_affinity"
+E2E = "model.panoptic.end_to_end"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One named setting: how the model is trained (``overrides``) and read out.
+
+    ``mode``: ``full`` (argmax of P), ``amx`` (argmax of Psi) or ``heu`` (heuristic merge).
+    ``trim_stuff``: stuff trimming at inference; None keeps the preset's ``eval.trim_stuff``.
+    """
+
+    name: str
+    overrides: tuple[str, ...]
+    mode: str
+    trim_stuff: bool | None = None
+
+
+@dataclass(frozen=True)
+class PaperDelta:
+    """The paper's difference ``row - reference`` in ``metric`` (Cityscapes unless ``dataset`` says)."""
+
+    row: str
+    reference: str
+    metric: str
+    value: float
+    dataset: str = "cityscapes"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A paper table: rows, metric columns, and what the paper reports for them."""
+
+    key: str
+    title: str
+    rows: tuple[Row, ...]
+    columns: tuple[str, ...]
+    # (row name, metric) -> the paper's value, for the named dataset's preset.
+    paper_values: dict[tuple[str, str], float] = field(default_factory=dict)
+    paper_dataset: str = "cityscapes"
+    paper_deltas: tuple[PaperDelta, ...] = ()
+
+    def row(self, name: str) -> Row:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(f"table {self.key} has no row {name!r}; rows: {[r.name for r in self.rows]}")
+
+
+def training_key(cfg: Config) -> str:
+    """A name for what a config trains, e.g. ``msk1-aff0-e2e0-B-pred``: equal keys, one trained model.
+
+    Read from the resolved config, so a row that spells out the preset's default (variant B
+    on Cityscapes) shares the training of the row that does not.
+    """
+    panoptic = cfg.model.panoptic
+    flags = f"msk{int(cfg.model.detector.with_masks)}-aff{int(panoptic.use_affinity)}-e2e{int(panoptic.end_to_end)}"
+    return f"{flags}-{panoptic.variant}-{'gt' if panoptic.train_with_gt_boxes else 'pred'}"
+
+
+def _setting(msk: bool, aff: bool, e2e: bool, *extra: str) -> tuple[str, ...]:
+    return (f"{MSK}={str(msk).lower()}", f"{AFF}={str(aff).lower()}", f"{E2E}={str(e2e).lower()}", *extra)
+
+
+BASELINE = _setting(True, False, False)           # semantic + detection losses only
+E2E_ONLY = _setting(True, False, True)            # + panoptic matching loss, no affinity
+FULL = _setting(True, True, True)                 # the full model
+FULL_NO_MASKS = _setting(False, True, True)       # boxes as the only localisation cue
+VARIANT_C = _setting(True, True, True, "model.panoptic.variant=C")
+GT_BOXES = _setting(False, True, True, "model.panoptic.train_with_gt_boxes=true")
+VARIANT_B = _setting(True, True, True, "model.panoptic.variant=B")
+
+PQ_ALL = ("PQ", "PQ_th", "PQ_st")
+
+TABLES: dict[str, TableSpec] = {
+    "1": TableSpec(
+        key="1",
+        title="Ablation: mask head (msk), affinity head (aff), end-to-end training (e2e), "
+              "heuristic merge (heu) or argmax of Psi (amx), otherwise argmax of P",
+        rows=(
+            Row("msk heu", BASELINE, "heu"),
+            Row("msk amx", BASELINE, "amx"),
+            Row("msk e2e amx", E2E_ONLY, "amx"),
+            Row("aff e2e", FULL_NO_MASKS, "full"),
+            Row("msk aff e2e", FULL, "full"),
+        ),
+        columns=(*PQ_ALL, "IoU", "AP_box", "AP_mask"),
+        paper_values={("msk aff e2e", "PQ"): 61.4},
+    ),
+    "F": TableSpec(
+        key="F",
+        title="Potential variant B against C (with masks)",
+        rows=(Row("B", VARIANT_B, "full"), Row("C", VARIANT_C, "full")),
+        columns=(*PQ_ALL, "IoU", "AP_box", "AP_mask"),
+        paper_deltas=(PaperDelta("B", "C", "PQ", 1.1), PaperDelta("C", "B", "PQ", 0.7, "coco")),
+    ),
+    "H": TableSpec(
+        key="H",
+        title="Training with ground-truth boxes against predicted boxes (mask-free model)",
+        rows=(Row("GT boxes", GT_BOXES, "full"), Row("predicted boxes", FULL_NO_MASKS, "full")),
+        columns=(*PQ_ALL, "SQ", "RQ", "IoU", "AP_box"),
+        paper_deltas=(PaperDelta("predicted boxes", "GT boxes", "PQ", 0.4),
+                      PaperDelta("predicted boxes", "GT boxes", "AP_box", 1.3)),
+    ),
+    "I": TableSpec(
+        key="I",
+        title="Trimming small stuff regions at inference (stuff IoU of the panoptic output)",
+        rows=(
+            Row("full, no trim", FULL, "full", trim_stuff=False),
+            Row("full, trim", FULL, "full", trim_stuff=True),
+            Row("heu, no trim", BASELINE, "heu", trim_stuff=False),
+            Row("heu, trim", BASELINE, "heu", trim_stuff=True),
+        ),
+        columns=("PQ_st", "SQ_st", "RQ_st", "IoU_st"),
+        paper_deltas=tuple(
+            PaperDelta(f"{model}, trim", f"{model}, no trim", metric, value)
+            for model in ("full", "heu")
+            for metric, value in (("PQ_st", 2.0), ("RQ_st", 2.5), ("IoU_st", -0.15))
+        ),
+    ),
+    "J": TableSpec(
+        key="J",
+        title="Full model: PQ, SQ and RQ for things and stuff",
+        rows=(Row("msk aff e2e", FULL, "full"),),
+        columns=("PQ", "SQ", "RQ", "PQ_th", "SQ_th", "RQ_th", "PQ_st", "SQ_st", "RQ_st"),
+        paper_values={("msk aff e2e", "PQ"): 61.4},
+    ),
+}
+
+# Table columns -> evaluator metrics. Mode-free ones (semantic head, detector) are measured once
+# per model; "IoU_st" in Table I is the panoptic output's stuff IoU, which trimming changes.
+MODE_FREE = {"IoU": "mIoU", "AP_box": "AP_box", "AP_mask": "AP_mask"}
+PANOPTIC_IOU = {"IoU_st": "IoU_st_pan"}
+
+
+def select(keys: list[str] | None) -> list[TableSpec]:
+    """The named tables (default: all), in the paper's order."""
+    keys = list(TABLES) if not keys else keys
+    unknown = [key for key in keys if key not in TABLES]
+    if unknown:
+        raise KeyError(f"unknown table(s) {unknown}; known: {list(TABLES)}")
+    return [TABLES[key] for key in keys]
+
+
+def row_overrides(row: Row) -> list[str]:
+    """The config overrides that make the preset into ``row``'s setting, read out in its mode only."""
+    trim = [] if row.trim_stuff is None else [f"eval.trim_stuff={str(row.trim_stuff).lower()}"]
+    return [*row.overrides, f"eval.modes=[{row.mode}]", *trim]
+
+
+def trainings(tables: list[TableSpec], resolve: Callable[[list[str]], Config]) -> dict[str, list[Row]]:
+    """Distinct training settings of ``tables``: key -> the rows it serves, in first-use order.
+
+    ``resolve`` turns overrides into the full config (the preset with them applied).
+    """
+    found: dict[str, list[Row]] = {}
+    for table in tables:
+        for row in table.rows:
+            rows = found.setdefault(training_key(resolve(row_overrides(row))), [])
+            if row not in rows:
+                rows.append(row)
+    return found

@@ -1,0 +1,165 @@
+"""The paper's tables from a study's MLflow runs, with pandas.
+
+:func:`study_rows` reads the study's row runs (one per row and seed) with
+``mlflow.search_runs``; :func:`build_table` averages them over seeds per table spec and
+puts the paper's figures beside ours; :func:`write_tables` writes Markdown, LaTeX or CSV.
+The CSV keeps full precision (mean, std and seed count per metric); Markdown and LaTeX
+round to one decimal, as the paper does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from unips.platform.studies import TableSpec
+
+KIND, STUDY, ROW, SEED = "tags.unips.kind", "tags.unips.study", "tags.unips.row", "tags.unips.seed"
+
+
+@dataclass
+class Table:
+    """One paper table: ``values`` (rows x metrics: mean, std, n) and the paper comparisons."""
+
+    spec: TableSpec
+    values: pd.DataFrame  # index: row names; columns: MultiIndex (metric, "mean" | "std" | "n")
+    paper: pd.DataFrame  # one line per comparison: what, metric, ours, paper, ours - paper
+
+
+def _search(tracking_uri: str, study: str, kind: str) -> pd.DataFrame:
+    # mlflow.search_runs reads the process-wide tracking URI.
+    mlflow.set_tracking_uri(tracking_uri)
+    return mlflow.search_runs(search_all_experiments=True, output_format="pandas",
+                              filter_string=f"tags.`unips.study` = '{study}' and tags.`unips.kind` = '{kind}'")
+
+
+def study_rows(study: str, tracking_uri: str) -> pd.DataFrame:
+    """Every row run of ``study``: one line per (row, seed), metrics as ``metrics.<name>`` columns."""
+    runs = _search(tracking_uri, study, "row")
+    if runs.empty:
+        raise LookupError(f"no row runs of study {study!r} in {tracking_uri}: is the name right, "
+                          "and did its trials finish?")
+    return runs
+
+
+def study_parent(study: str, tracking_uri: str) -> pd.Series:
+    """The study's parent run (its params say preset, tables and seeds)."""
+    runs = _search(tracking_uri, study, "study")
+    if runs.empty:
+        raise LookupError(f"no study named {study!r} in {tracking_uri}")
+    return runs.iloc[0]
+
+
+def build_table(spec: TableSpec, runs: pd.DataFrame, dataset: str) -> Table:
+    """Mean, std and seed count of each column for each row of ``spec``; the paper's figures beside them.
+
+    ``dataset`` (the study preset's) decides which of the paper's figures apply: the
+    paper's absolute numbers are Cityscapes ones, its differences name their dataset.
+    """
+    stats = {}
+    for row in spec.rows:
+        mine = runs[runs[ROW] == row.name]
+        if mine.empty:
+            raise LookupError(f"table {spec.key}: the study has no runs of row {row.name!r}")
+        for metric in spec.columns:
+            column = mine.get(f"metrics.{metric}")
+            values = column.dropna() if column is not None else pd.Series(dtype=float)
+            stats[(row.name, metric)] = {
+                "mean": values.mean() if len(values) else math.nan,
+                "std": values.std(ddof=1) if len(values) > 1 else math.nan,
+                "n": len(values),
+            }
+    values = pd.DataFrame.from_dict(stats, orient="index")
+    values.index = pd.MultiIndex.from_tuples(values.index, names=["row", "metric"])
+    values = values.unstack("metric").swaplevel(axis=1)
+    values = values.reindex(index=[row.name for row in spec.rows],
+                            columns=pd.MultiIndex.from_product([spec.columns, ["mean", "std", "n"]]))
+
+    comparisons = []
+    for (row, metric), paper in spec.paper_values.items():
+        if dataset == spec.paper_dataset and metric in spec.columns:
+            ours = values.loc[row, (metric, "mean")]
+            comparisons.append({"what": row, "metric": metric, "ours": ours, "paper": paper,
+                                "dataset": dataset, "ours - paper": ours - paper})
+    for delta in spec.paper_deltas:
+        ours = values.loc[delta.row, (delta.metric, "mean")] - values.loc[delta.reference, (delta.metric, "mean")]
+        comparisons.append({"what": f"{delta.row} - {delta.reference}", "metric": delta.metric, "ours": ours,
+                            "paper": delta.value, "dataset": delta.dataset, "ours - paper": ours - delta.value})
+    paper = pd.DataFrame(comparisons, columns=["what", "metric", "ours", "paper", "dataset", "ours - paper"])
+    return Table(spec, values, paper)
+
+
+def _cell(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.1f}" if math.isnan(std) else f"{mean:.1f} ± {std:.1f}"
+
+
+def display_frame(table: Table) -> pd.DataFrame:
+    """Rows x metrics as text: ``mean`` or ``mean ± std`` over seeds."""
+    return pd.DataFrame(
+        {metric: [_cell(table.values.loc[row, (metric, "mean")], table.values.loc[row, (metric, "std")])
+                  for row in table.values.index] for metric in table.spec.columns},
+        index=pd.Index(table.values.index, name="row"),
+    )
+
+
+def to_markdown(table: Table, seeds: int) -> str:
+    """The table as Markdown: title, our numbers, then the paper's figures beside ours."""
+    spread = f", mean ± std over {seeds} seeds" if seeds > 1 else ""
+    parts = [f"### Table {table.spec.key}: {table.spec.title}{spread}", "", display_frame(table).to_markdown()]
+    if not table.paper.empty:
+        parts += ["", "Against the paper:", "", table.paper.round(2).to_markdown(index=False)]
+    return "\n".join(parts) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    return text.replace("_", "\\_").replace("±", "$\\pm$")
+
+
+def to_latex(table: Table, seeds: int) -> str:
+    """The table as LaTeX (booktabs), our numbers then the paper comparisons."""
+    spread = f", mean $\\pm$ std over {seeds} seeds" if seeds > 1 else ""
+    frame = display_frame(table).map(_latex_escape)
+    frame = frame.rename(columns=_latex_escape, index=_latex_escape)
+    out = frame.to_latex(caption=f"Table {table.spec.key}: {table.spec.title}{spread}",
+                         label=f"tab:{table.spec.key}", escape=False)
+    if not table.paper.empty:
+        paper = table.paper.assign(metric=table.paper["metric"].map(_latex_escape))
+        out += "\n" + paper.to_latex(index=False, float_format="%.2f",
+                                           caption=f"Table {table.spec.key} against the paper")
+    return out
+
+
+def to_csv(table: Table) -> str:
+    """Full precision, one line per (row, metric): mean, std, n, and the paper comparisons below."""
+    long = table.values.stack(level=0, future_stack=True).reset_index()
+    long.columns = ["row", "metric", *long.columns[2:]]
+    return long.to_csv(index=False)
+
+
+def write_tables(tables: list[Table], out: Path, fmt: str, seeds: int) -> list[Path]:
+    """``table_<key>.<md|tex|csv>`` per table (and ``paper_<key>.csv`` comparisons with csv)."""
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for table in tables:
+        if fmt == "md":
+            text, suffix = to_markdown(table, seeds), "md"
+        elif fmt == "latex":
+            text, suffix = to_latex(table, seeds), "tex"
+        elif fmt == "csv":
+            text, suffix = to_csv(table), "csv"
+            if not table.paper.empty:
+                path = out / f"paper_{table.spec.key}.csv"
+                path.write_text(table.paper.to_csv(index=False))
+                written.append(path)
+        else:
+            raise ValueError(f"unknown format {fmt!r}: md, latex or csv")
+        path = out / f"table_{table.spec.key}.{suffix}"
+        path.write_text(text)
+        written.append(path)
+    return written
