@@ -1,6 +1,6 @@
 """What training inside Ray Train costs over a plain PyTorch loop, once started.
 
-    python benchmarks/train_overhead.py [--steps 30] [--preset smoke]
+    python benchmarks/train_overhead.py [--steps 30] [--preset smoke] [key.sub=value ...]
 
 Runs the same ``train_step`` (the one the Ray Train loop calls) on one fixed batch,
 ``--steps`` times after 3 warm-up steps, first as a plain loop in this process, then
@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -55,15 +57,19 @@ def time_steps(cfg: Config, steps: int) -> float:
 
 def _worker(config: dict[str, Any]) -> None:
     seconds = time_steps(Config.model_validate(config["cfg"]), config["steps"])
-    ray.train.report({"seconds": seconds, "threads": torch.get_num_threads()})
+    # Ray Train 2.x keeps only the metrics reported with a checkpoint in the Result: an empty one.
+    with tempfile.TemporaryDirectory() as folder:
+        ray.train.report({"seconds": seconds, "threads": torch.get_num_threads()},
+                         checkpoint=ray.train.Checkpoint.from_directory(folder))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--preset", default="smoke")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. platform.cpus_per_worker=1")
     args = parser.parse_args()
-    cfg = absolute_paths(load_config(args.preset, ["model.backbone.freeze_at=0"]), os.getcwd())
+    cfg = absolute_paths(load_config(args.preset, ["model.backbone.freeze_at=0", *args.overrides]), Path.cwd())
     ensure_synthetic(cfg.data)
     threads = max(1, int(cfg.platform.cpus_per_worker))
 
