@@ -82,8 +82,8 @@ preflight() {
     [ "$(id -u)" = 0 ] || die "needs root: the loopback node is root@127.0.0.1 (auth.ssh_user in $CONFIG)"
     [ -x "$RAY" ] || die "no $RAY: run 'make install' first"
     [ -x "$REPO/.venv/bin/python" ] || die "no $REPO/.venv: the cluster side borrows it (see $CONFIG)"
-    if [ "${UNIPS_CLUSTER_SMOKE_FORCE:-0}" != 1 ] && pgrep -x 'gcs_server|raylet' >/dev/null; then
-        die "Ray is running on this machine (pids $(pgrep -x 'gcs_server|raylet' | xargs)). ray up and" \
+    if [ "${UNIPS_CLUSTER_SMOKE_FORCE:-0}" != 1 ] && pgrep -f 'ray/core/src/ray/(gcs/gcs_server|raylet/raylet) ' >/dev/null; then
+        die "Ray is running on this machine (pids $(pgrep -f 'ray/core/src/ray/(gcs/gcs_server|raylet/raylet) ' | xargs)). ray up and" \
             "ray down run 'ray stop', which would stop it too; wait until it is done. A leftover" \
             "of this test goes with '$RAY stop'."
     fi
