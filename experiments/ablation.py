@@ -19,6 +19,7 @@ import argparse
 import ray
 
 from unips.platform.ablation import run_study
+from unips.platform.tracking import is_local_store
 
 
 def main() -> None:
@@ -42,6 +43,9 @@ def main() -> None:
                         tracking_uri=args.tracking_uri)
     print(f"\n{outcome.trainings} training(s) for {outcome.rows} row(s); tables with:\n"
           f"  python experiments/tables.py --study {outcome.name} --tracking-uri {outcome.tracking_uri}")
+    ui = (f"mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1"
+          if is_local_store(outcome.tracking_uri) else f"open {outcome.tracking_uri} in a browser")
+    print(f"the study's run and its children in the MLflow UI: {ui}")
     print(f"study={outcome.name} tracking_uri={outcome.tracking_uri}")
 
 
