@@ -34,7 +34,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from unips.config import Config, load_config
 from unips.platform.launch import RUN_INFO, absolute_paths, launch_training
-from unips.platform.studies import MODE_FREE, PANOPTIC_IOU, Row, TableSpec, row_overrides, select, trainings
+from unips.platform.studies import MODE_FREE, PANOPTIC_IOU, Row, TableSpec, select, trainings
 from unips.platform.tracking import DEFAULT_ARTIFACTS, create_run, resolve_tracking_uri, set_status
 
 STUDY_INFO = "unips_study.json"

@@ -18,7 +18,7 @@ import pandas as pd
 
 from unips.platform.studies import TableSpec
 
-KIND, STUDY, ROW, SEED = "tags.unips.kind", "tags.unips.study", "tags.unips.row", "tags.unips.seed"
+ROW = "tags.unips.row"  # the column mlflow.search_runs gives the row name tag
 
 
 @dataclass
