@@ -34,12 +34,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from unips.config import Config, load_config
 from unips.platform.launch import RUN_INFO, absolute_paths, launch_training
-from unips.platform.studies import MODE_FREE, PANOPTIC_IOU, Row, TableSpec, select, trainings
+from unips.platform.studies import (MODE_FREE, PANOPTIC_IOU, TAG_KIND, TAG_ROW, TAG_SEED, TAG_STUDY, TAG_TABLES,
+                                   TAG_TRAINING, Row, TableSpec, select, trainings)
 from unips.platform.tracking import DEFAULT_ARTIFACTS, create_run, resolve_tracking_uri, set_status
 
 STUDY_INFO = "unips_study.json"
-KIND, STUDY, ROW, TABLES, SEED, TRAINING = (f"unips.{name}" for name in
-                                            ("kind", "study", "row", "tables", "seed", "training"))
 PARENT = "mlflow.parentRunId"
 TRIAL_MEMORY = 1 << 30  # bytes reserved by a trial's driver process (a model and a few images)
 
@@ -107,7 +106,8 @@ def run_trial(config: dict[str, Any]) -> None:
     cfg = absolute_paths(load_config(config["preset"], [*setting["overrides"], f"seed={seed}"]), workdir)
     run_name = f"{study}-{key}-s{seed}"
     resume = (Path(cfg.platform.storage_path) / run_name / RUN_INFO).exists()  # type: ignore[arg-type]
-    tags = {PARENT: config["parent_run_id"], KIND: "training", STUDY: study, TRAINING: key, SEED: str(seed)}
+    tags = {PARENT: config["parent_run_id"], TAG_KIND: "training", TAG_STUDY: study, TAG_TRAINING: key,
+            TAG_SEED: str(seed)}
     outcome = launch_training(cfg, run_name=run_name, resume=resume, tracking_uri=config["tracking_uri"],
                               workdir=workdir, tags=tags, callbacks=[TuneReportCallback()])
 
@@ -122,12 +122,12 @@ def run_trial(config: dict[str, Any]) -> None:
             measured[trim] = _evaluate_checkpoint(outcome.checkpoint, trim)  # type: ignore[arg-type]
         columns = {column for table in tables if row in table.rows for column in table.columns}
         metrics = row_metrics(row, measured[trim], columns)
-        row_tags = {STUDY: study, KIND: "row", ROW: row.name, SEED: str(seed)}
+        row_tags = {TAG_STUDY: study, TAG_KIND: "row", TAG_ROW: row.name, TAG_SEED: str(seed)}
         run_id = _find_run(client, experiment_id, row_tags)  # a re-run trial reuses its row runs
         if run_id is None:
-            run_id = client.create_run(experiment_id, run_name=f"{row.name} s{seed}",
-                                       tags={**row_tags, PARENT: config["parent_run_id"],
-                                             TABLES: ",".join(tables_of(row, tables)), TRAINING: key}).info.run_id
+            tags = {**row_tags, PARENT: config["parent_run_id"], TAG_TABLES: ",".join(tables_of(row, tables)),
+                    TAG_TRAINING: key}
+            run_id = client.create_run(experiment_id, run_name=f"{row.name} s{seed}", tags=tags).info.run_id
             for name, value in {"mode": row.mode, "trim_stuff": trim, "overrides": " ".join(row.overrides),
                                 "training_run_id": outcome.mlflow_run_id, "seed": seed}.items():
                 client.log_param(run_id, name, value)
@@ -210,7 +210,7 @@ def run_study(
                             {"preset": preset, "dataset": base.data.dataset, "tables": ",".join(keys), "seeds": seeds,
                              "overrides": " ".join(overrides), "trainings": len(plan) * seeds,
                              "rows": sum(len(table.rows) for table in tables) * seeds},
-                            {KIND: "study", STUDY: name}, artifact_root=workdir / DEFAULT_ARTIFACTS)
+                            {TAG_KIND: "study", TAG_STUDY: name}, artifact_root=workdir / DEFAULT_ARTIFACTS)
         (storage / name).mkdir()
         (storage / name / STUDY_INFO).write_text(json.dumps(
             {"preset": preset, "overrides": overrides, "tables": keys, "seeds": seeds,

@@ -17,6 +17,10 @@ from dataclasses import dataclass, field
 
 from unips.config import Config
 
+# MLflow tags of a study's runs: written by ablation.py, searched by tables.py.
+TAG_KIND, TAG_STUDY, TAG_ROW, TAG_TABLES, TAG_SEED, TAG_TRAINING = (
+    f"unips.{name}" for name in ("kind", "study", "row", "tables", "seed", "training"))
+
 # The ablation's switches as config overrides (names from the paper's Table 1 caption).
 MSK = "model.detector.with_masks"
 AFF = "model.panoptic.use_affinity"
@@ -60,12 +64,6 @@ class TableSpec:
     paper_values: dict[tuple[str, str], float] = field(default_factory=dict)
     paper_dataset: str = "cityscapes"
     paper_deltas: tuple[PaperDelta, ...] = ()
-
-    def row(self, name: str) -> Row:
-        for row in self.rows:
-            if row.name == name:
-                return row
-        raise KeyError(f"table {self.key} has no row {name!r}; rows: {[r.name for r in self.rows]}")
 
 
 def training_key(cfg: Config) -> str:

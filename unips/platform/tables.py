@@ -16,9 +16,9 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from unips.platform.studies import TableSpec
+from unips.platform.studies import TAG_KIND, TAG_ROW, TAG_STUDY, TableSpec
 
-ROW = "tags.unips.row"  # the column mlflow.search_runs gives the row name tag
+ROW_COLUMN = f"tags.{TAG_ROW}"  # the column mlflow.search_runs gives the row tag
 
 
 @dataclass
@@ -34,7 +34,7 @@ def _search(tracking_uri: str, study: str, kind: str) -> pd.DataFrame:
     # mlflow.search_runs reads the process-wide tracking URI.
     mlflow.set_tracking_uri(tracking_uri)
     return mlflow.search_runs(search_all_experiments=True, output_format="pandas",
-                              filter_string=f"tags.`unips.study` = '{study}' and tags.`unips.kind` = '{kind}'")
+                              filter_string=f"tags.`{TAG_STUDY}` = '{study}' and tags.`{TAG_KIND}` = '{kind}'")
 
 
 def study_rows(study: str, tracking_uri: str) -> pd.DataFrame:
@@ -62,7 +62,7 @@ def build_table(spec: TableSpec, runs: pd.DataFrame, dataset: str) -> Table:
     """
     stats = {}
     for row in spec.rows:
-        mine = runs[runs[ROW] == row.name]
+        mine = runs[runs[ROW_COLUMN] == row.name]
         if mine.empty:
             raise LookupError(f"table {spec.key}: the study has no runs of row {row.name!r}")
         for metric in spec.columns:
