@@ -123,7 +123,21 @@ class PanopticHeadConfig(_Section):
     use_affinity: bool = True  # the ablation's `aff`
     end_to_end: bool = True  # the ablation's `e2e`: train with the panoptic matching loss
     affinity_channels: int = Field(128, ge=1)  # C of Q
-    affinity_normalize: bool = True  # scale phi1(Q) (phi0(Q)^T Psi) by 1/n
+    # The forms of the affinity correction the paper leaves open (unips/models/affinity.py); the
+    # defaults are the measured best on the synthetic set (docs/method.md, "The affinity correction").
+    # Scaling of phi1(Q) (phi0(Q)^T Psi): "pixels" = 1/n; "mass" = 1/sum_j Psi_j(k) per channel k; "none".
+    affinity_scale: Literal["pixels", "mass", "none"] = "mass"
+    affinity_activation: Literal["relu", "identity"] = "relu"  # after phi0 and phi1
+    affinity_centre: bool = True  # subtract the pixel mean of phi0(Q): no constant component in A
+    affinity_gain: bool = True  # a learnt gain on the correction, initialised at 0 (P = Psi at the start)
+    # How the matching loss reads P: "log" = log P, P as unnormalised probabilities, so a one-hot Psi
+    # already reaches zero loss; "raw" = P as logits (the paper's "panoptic logits", whose loss can
+    # only fall by inflating P, which the affinity does by boosting large channels everywhere).
+    logits: Literal["raw", "log"] = "log"
+    # Detections fed to the panoptic head in training: "inference" = only those inference keeps
+    # (score >= eval.score_thresh), as the paper's "unified training and inference" asks; "all" of the
+    # detector's top-D (score >= detector.score_thresh), most of them background early in training.
+    train_detections: Literal["all", "inference"] = "inference"
     match_iou_thresh: float = Field(0.5, ge=0.0, le=1.0)
     match_same_class: bool = True
     train_with_gt_boxes: bool = False  # paper Table H
@@ -157,7 +171,9 @@ class LossWeights(_Section):
 
 
 class OptimConfig(_Section):
-    """SGD with momentum, linear warm-up, step decay (detectron2's WarmupMultiStepLR)."""
+    """SGD with momentum (or AdamW), linear warm-up, step decay (detectron2's WarmupMultiStepLR)."""
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"  # the paper: SGD; AdamW for short from-scratch CPU runs
 
     images_per_batch: int = Field(32, ge=1)  # total over all workers
     max_iter: int = Field(65_000, ge=1)
@@ -169,6 +185,12 @@ class OptimConfig(_Section):
     warmup_iters: int = Field(500, ge=0)
     warmup_factor: float = Field(1.0 / 3.0, gt=0.0, le=1.0)
     clip_grad_norm: float | None = None
+    # Linear scaling rule (Goyal et al. 2017): lr = base_lr * images_per_batch / lr_reference_batch.
+    lr_reference_batch: int | None = Field(None, ge=1)
+    # The panoptic loss is off for the first panoptic_loss_start iterations, then its weight ramps
+    # linearly from 0 to loss_weights.panoptic over panoptic_loss_ramp iterations.
+    panoptic_loss_start: int = Field(0, ge=0)
+    panoptic_loss_ramp: int = Field(0, ge=0)
     amp: bool = False  # mixed precision, GPU only
     loss_weights: LossWeights = LossWeights()
     checkpoint_period: int = Field(5000, ge=1)

@@ -9,23 +9,69 @@ from unips.models.affinity import AffinityHead, affinity_product, naive_affinity
 
 
 @pytest.mark.parametrize(("n", "channels", "k"), [(1, 1, 1), (37, 5, 1), (211, 16, 7), (1009, 128, 153), (4096, 3, 1)])
-@pytest.mark.parametrize("normalize", [True, False])
-def test_efficient_product_equals_the_naive_one(n: int, channels: int, k: int, normalize: bool) -> None:
+@pytest.mark.parametrize("scale", ["pixels", "mass", "none"])
+@pytest.mark.parametrize("centre", [False, True])
+@pytest.mark.parametrize("gain", [1.0, 0.37, "tensor"])
+def test_efficient_product_equals_the_naive_one(
+    n: int, channels: int, k: int, scale: str, centre: bool, gain: float | str
+) -> None:
     generator = torch.Generator().manual_seed(n + k)
     psi = torch.rand(k, n, generator=generator)
     q0 = torch.rand(channels, n, generator=generator)
     q1 = torch.rand(channels, n, generator=generator)
-    fast = affinity_product(psi, q0, q1, normalize)
-    reference = naive_affinity_product(psi.double(), q0.double(), q1.double(), normalize)
+    g = torch.tensor(-1.7, dtype=torch.float64) if gain == "tensor" else gain
+    # Both in double: the check is that the two orders of the product are the same algebra
+    # (centring cancels large terms, which float32 would blur).
+    psi, q0, q1 = psi.double(), q0.double(), q1.double()
+    fast = affinity_product(psi, q0, q1, scale, centre, g)  # type: ignore[arg-type]
+    reference = naive_affinity_product(psi, q0, q1, scale, centre, g)  # type: ignore[arg-type]
     assert fast.shape == (k, n)
-    torch.testing.assert_close(fast.double(), reference, rtol=1e-5, atol=1e-12)
+    torch.testing.assert_close(fast, reference, rtol=1e-9, atol=1e-9)
+
+
+def test_centred_affinity_adds_no_global_boost() -> None:
+    """Centred, every row of A sums to zero: a constant Psi channel gets no correction at all,
+    while the uncentred ReLU form adds (about) the channel's image mean times a positive constant."""
+    generator = torch.Generator().manual_seed(3)
+    n, channels = 500, 8
+    psi = torch.stack([torch.full((n,), 0.8), torch.rand(n, generator=generator)])
+    q0 = torch.rand(channels, n, generator=generator) + 1.0  # ReLU outputs with a large constant part
+    q1 = torch.rand(channels, n, generator=generator) + 1.0
+    centred = affinity_product(psi, q0, q1, centre=True)
+    torch.testing.assert_close(centred[0], psi[0], rtol=0, atol=1e-5)
+    plain = affinity_product(psi, q0, q1, centre=False)
+    assert bool((plain[0] - psi[0] > 0.8).all())
+
+
+def test_zero_gain_head_starts_from_the_potential_and_learns_its_gain() -> None:
+    torch.manual_seed(0)
+    head = AffinityHead(in_channels=8, decoder_channels=8, channels=6, centre=True, learn_gain=True)
+    q, psi = torch.randn(6, 5, 7), torch.rand(4, 5, 7)
+    p = head(q, psi)
+    torch.testing.assert_close(p, psi)  # g = 0 at initialisation: P = Psi
+    target = torch.randint(0, 4, (5, 7))
+    torch.nn.functional.cross_entropy(p[None], target[None]).backward()
+    assert head.gain.grad is not None and float(head.gain.grad.abs()) > 0
+    assert float(head.phi0.weight.grad.abs().sum()) == 0  # g = 0 hides phi until the gain moves
+
+
+def test_identity_activation_keeps_negative_affinities() -> None:
+    torch.manual_seed(0)
+    head = AffinityHead(in_channels=8, decoder_channels=8, channels=6, activation="identity", scale="pixels",
+                        centre=False, learn_gain=False)
+    q, psi = torch.randn(6, 5, 7), torch.rand(4, 5, 7)
+    q0 = head.phi0(q[None])[0].reshape(6, -1)
+    q1 = head.phi1(q[None])[0].reshape(6, -1)
+    assert bool((q0 < 0).any())
+    expected = naive_affinity_product(psi.reshape(4, -1), q0, q1).reshape(4, 5, 7)
+    torch.testing.assert_close(head(q, psi), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_product_at_a_size_where_the_naive_matrix_could_not_exist() -> None:
     """n = 300,000: the n x n matrix would need 360 GB; the efficient product needs a few MB."""
     n, channels, k = 300_000, 4, 3
     psi, q0, q1 = torch.rand(k, n), torch.rand(channels, n), torch.rand(channels, n)
-    out = affinity_product(psi, q0, q1, normalize=True)
+    out = affinity_product(psi, q0, q1, scale="pixels")
     # Closed form for a check: with normalisation, P = Psi + (q1^T (q0 Psi^T)) / n.
     expected = psi + (q1.double().T @ (q0.double() @ psi.double().T)).T / n
     torch.testing.assert_close(out.double(), expected, rtol=1e-5, atol=1e-9)
@@ -33,10 +79,26 @@ def test_product_at_a_size_where_the_naive_matrix_could_not_exist() -> None:
 
 def test_head_applies_phi_then_the_product() -> None:
     torch.manual_seed(0)
-    head = AffinityHead(in_channels=8, decoder_channels=8, channels=6)
+    head = AffinityHead(in_channels=8, decoder_channels=8, channels=6, scale="pixels", centre=False,
+                        learn_gain=False)
     q, psi = torch.randn(6, 5, 7), torch.rand(4, 5, 7)
     p = head(q, psi)
     q0 = torch.relu(head.phi0(q[None]))[0].reshape(6, -1)  # the 1x1 convolutions, as convolutions
     q1 = torch.relu(head.phi1(q[None]))[0].reshape(6, -1)
     expected = naive_affinity_product(psi.reshape(4, -1), q0, q1).reshape(4, 5, 7)
     torch.testing.assert_close(p, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_mass_scaling_revises_a_small_and_a_large_segment_alike() -> None:
+    """With "mass" scaling a channel's correction is its mean feature seen from pixel i, not its sum:
+    two channels over regions of the same features get the same correction whatever their areas."""
+    n, channels = 400, 3
+    q = torch.zeros(channels, n)
+    q[0, :] = 1.0  # every pixel has the same features
+    psi = torch.zeros(2, n)
+    psi[0, :20], psi[1, 20:] = 0.5, 0.5  # a small segment and a large one
+    q0, q1 = q.clone(), q.clone()
+    by_mass = affinity_product(psi, q0, q1, scale="mass") - psi
+    torch.testing.assert_close(by_mass[0], by_mass[1])
+    by_pixels = affinity_product(psi, q0, q1, scale="pixels") - psi
+    assert float(by_pixels[1, 0]) > 10 * float(by_pixels[0, 0])  # 1/n: the large segment's boost is 19x

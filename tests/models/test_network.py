@@ -37,7 +37,9 @@ def _grad_norm(module: torch.nn.Module) -> float:
 
 def test_panoptic_loss_alone_reaches_detector_scores_affinity_and_semantic_head(batch) -> None:  # type: ignore[no-untyped-def]
     categories, (images, targets) = batch
-    model = _model(categories).train()
+    # Every detection enters (none reaches 0.5 at initialisation) and the affinity's gain is fixed at 1,
+    # so that each path is open from the first step.
+    model = _model(categories, "eval.score_thresh=0.0", "model.panoptic.affinity_gain=false").train()
     model(images, targets)["loss_panoptic"].backward()
     assert _grad_norm(model.detector.roi_heads.box_predictor.cls_score) > 0  # through the scores s_k
     assert _grad_norm(model.detector.roi_heads.mask_predictor) > 0  # through the masks M
@@ -48,7 +50,7 @@ def test_panoptic_loss_alone_reaches_detector_scores_affinity_and_semantic_head(
 
 def test_in_gt_box_mode_the_detector_gets_no_panoptic_gradient(batch) -> None:  # type: ignore[no-untyped-def]
     categories, (images, targets) = batch
-    model = _model(categories, "model.panoptic.train_with_gt_boxes=true").train()
+    model = _model(categories, "model.panoptic.train_with_gt_boxes=true", "model.panoptic.affinity_gain=false").train()
     model(images, targets)["loss_panoptic"].backward()
     assert _grad_norm(model.detector) == 0
     assert _grad_norm(model.semantic_head) > 0 and _grad_norm(model.panoptic_head.affinity.phi0) > 0
@@ -169,3 +171,70 @@ def test_model_outputs_feed_the_evaluator(batch) -> None:  # type: ignore[no-unt
     for name in ("PQ", "PQ_th", "PQ_st", "SQ", "RQ", "mIoU", "IoU_st", "AP_box", "AP_mask"):
         assert 0.0 <= metrics[name] <= 100.0, (name, metrics[name])
     assert len(evaluator.per_class()) == len(categories)
+
+
+def _panoptic_head_inputs(model, images, targets) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+    """The detection scores the panoptic head received in one training forward pass."""
+    seen: list[torch.Tensor] = []
+    head_forward = model.panoptic_head.forward
+
+    def record(semantic_probs, detections, masks=None, q=None):  # type: ignore[no-untyped-def]
+        seen.append(detections["scores"].detach())
+        return head_forward(semantic_probs, detections, masks, q)
+
+    model.panoptic_head.forward = record
+    model(images, targets)
+    return seen
+
+
+def test_training_feeds_the_panoptic_head_what_inference_would_keep(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, (images, targets) = batch
+    every = _panoptic_head_inputs(_model(categories).train(), images, targets)
+    scores = torch.cat(every)
+    thresh = round(float(scores.median()), 4)  # so that some detections fall below it and some do not
+    assert float(scores.min()) < thresh <= float(scores.max())
+    kept = _panoptic_head_inputs(
+        _model(categories, f"eval.score_thresh={thresh}", "model.panoptic.train_detections=inference").train(),
+        images, targets)
+    # The same (seeded) model detects the same boxes; only those inference would keep reach the head.
+    assert [s.tolist() for s in kept] == [s[s >= thresh].tolist() for s in every]
+
+
+def test_log_logits_read_p_as_unnormalised_probabilities(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, _ = batch
+    model = _model(categories, "model.panoptic.logits=log")
+    p = torch.tensor([[[0.9]], [[0.1]], [[0.0]]])  # (K=3, 1, 1): the third channel's box misses the pixel
+    logits = model._as_logits(p)
+    target = torch.zeros(1, 1, dtype=torch.int64)
+    expected = -torch.log(torch.tensor(0.9 / (0.9 + 0.1 + 1e-4)))
+    torch.testing.assert_close(torch.nn.functional.cross_entropy(logits[None], target[None]), expected)
+    assert int(logits.argmax()) == int(p.argmax())  # the same argmax as inference takes of P
+    raw = _model(categories, "model.panoptic.logits=raw")._as_logits(p)
+    assert raw is p
+
+
+def test_panoptic_warm_up_scales_the_loss_and_skips_the_head_at_zero(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, (images, targets) = batch
+    torch.manual_seed(5)
+    full = _model(categories).train()(images, targets)
+    torch.manual_seed(5)
+    half = _model(categories).train()(images, targets, panoptic_scale=0.5)
+    torch.testing.assert_close(half["loss_panoptic"], 0.5 * full["loss_panoptic"])
+    model = _model(categories).train()
+    off = model(images, targets, panoptic_scale=0.0)
+    assert float(off["loss_panoptic"]) == 0.0
+    sum(off.values()).backward()
+    assert _grad_norm(model.panoptic_head.affinity) == 0  # the head did not run
+
+
+def test_all_ablation_rows_start_from_the_same_weights_where_they_share_parts(batch) -> None:  # type: ignore[no-untyped-def]
+    categories, _ = batch
+    full = _model(categories).state_dict()
+    for overrides in (["model.panoptic.use_affinity=false", "model.panoptic.end_to_end=false", "eval.modes=[heu]"],
+                      ["model.detector.with_masks=false", "eval.modes=[full]"]):
+        other = _model(categories, *overrides).state_dict()
+        shared = set(full) & set(other)
+        assert any(k.startswith("backbone.") for k in shared) and any("box_predictor" in k for k in shared)
+        assert shared != set(full)  # the row really lacks a part
+        for key in shared:
+            torch.testing.assert_close(other[key], full[key], rtol=0, atol=0, msg=key)

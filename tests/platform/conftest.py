@@ -15,7 +15,8 @@ TINY = [
     "model.backbone.fpn_channels=16", "model.semantic.channels=16", "model.panoptic.affinity_channels=8",
     "model.detector.box_head_dim=32", "model.detector.mask_head_channels=8",
     "data.synthetic.num_train=8", "data.synthetic.num_val=2", "data.loader_workers=0",
-    "optim.images_per_batch=2", "optim.warmup_iters=1", "eval.period=0", "eval.max_images=2",
+    "optim.images_per_batch=2", "optim.warmup_iters=1", "optim.panoptic_loss_start=0", "optim.panoptic_loss_ramp=0",
+    "eval.period=0", "eval.max_images=2",
     "eval.num_visualizations=1", "platform.log_period=1", "platform.cpus_per_worker=1",
 ]
 

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from unips.config import OptimConfig
-from unips.platform.schedule import WarmupMultiStep, build_optimizer, build_scheduler
+from unips.platform.schedule import (
+    WarmupMultiStep,
+    build_optimizer,
+    build_scheduler,
+    learning_rate,
+    panoptic_loss_factor,
+)
 
 
 def test_multiplier_ramps_from_the_warmup_factor_then_steps_down() -> None:
@@ -41,3 +47,20 @@ def test_normalisation_parameters_get_no_weight_decay_and_frozen_ones_are_left_o
     assert groups[0]["weight_decay"] == 1e-4 and groups[1]["weight_decay"] == 0.0
     assert all(p is not model[2].weight for g in groups for p in g["params"])
     assert isinstance(build_optimizer(model, OptimConfig()), torch.optim.SGD)
+
+
+def test_panoptic_loss_is_off_then_ramps_linearly() -> None:
+    assert [panoptic_loss_factor(i, start=100, ramp=50) for i in (1, 100, 101, 125, 150, 151, 10_000)] == \
+        pytest.approx([0.0, 0.0, 0.02, 0.5, 1.0, 1.0, 1.0])
+    assert panoptic_loss_factor(1, start=0, ramp=0) == 1.0  # no warm-up: on from the first iteration
+    assert panoptic_loss_factor(30, start=30, ramp=0) == 0.0 and panoptic_loss_factor(31, start=30, ramp=0) == 1.0
+
+
+def test_learning_rate_scales_linearly_with_the_batch() -> None:
+    assert learning_rate(OptimConfig(base_lr=0.01)) == 0.01
+    scaled = OptimConfig(base_lr=0.01, images_per_batch=4, lr_reference_batch=32)
+    assert learning_rate(scaled) == pytest.approx(0.00125)
+    model = nn.Linear(2, 2)
+    assert build_optimizer(model, scaled).param_groups[0]["lr"] == pytest.approx(0.00125)
+    adamw = build_optimizer(model, OptimConfig(optimizer="adamw", base_lr=1e-3, weight_decay=0.05))
+    assert isinstance(adamw, torch.optim.AdamW) and adamw.param_groups[0]["weight_decay"] == 0.05

@@ -201,6 +201,10 @@ def build_detector(
         post_nms_top_n={"training": rpn_post_nms_top_n[0], "testing": rpn_post_nms_top_n[1]},
         nms_thresh=0.7,
     )
+    # The box head before the optional mask head, so that both share their initial weights across
+    # models with and without masks (build_model's fixed order).
+    box_head = TwoMLPHead(in_channels * 7 * 7, box_head_dim)
+    box_predictor = FastRCNNPredictor(box_head_dim, num_classes)
     mask_parts: dict[str, nn.Module] = {}
     if with_masks:
         mask_parts = {
@@ -209,9 +213,7 @@ def build_detector(
             "mask_predictor": MaskRCNNPredictor(mask_head_channels, mask_head_channels, num_classes),
         }
     roi_heads = RoIHeads(
-        MultiScaleRoIAlign(_ROI_LEVELS, 7, 2),
-        TwoMLPHead(in_channels * 7 * 7, box_head_dim),
-        FastRCNNPredictor(box_head_dim, num_classes),
+        MultiScaleRoIAlign(_ROI_LEVELS, 7, 2), box_head, box_predictor,
         fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=box_batch_size_per_image, positive_fraction=0.25,
         bbox_reg_weights=None, score_thresh=score_thresh, nms_thresh=nms_thresh,
         detections_per_img=detections_per_image, **mask_parts,

@@ -40,6 +40,7 @@ InferenceMode = Literal["full", "amx", "heu"]
 _MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's ResNet weights expect
 _STD = (0.229, 0.224, 0.225)
 STRIDE = 4  # of V, Q, Psi and P
+LOG_FLOOR = 1e-4  # P is floored here before the log of logits_form="log" (P is 0 outside a box)
 
 
 class UnifiedPanopticNet(nn.Module):
@@ -58,6 +59,10 @@ class UnifiedPanopticNet(nn.Module):
         match_iou_thresh, match_same_class: the matching rule.
         loss_resolution: the matching loss on ``P`` upsampled to the image size (``"image"``, what the
             argmax at inference sees), on ``P``'s stride-4 grid (``"frame"``), or both summed.
+        logits_form: how the matching loss reads ``P``: as logits (``"raw"``), or as unnormalised
+            probabilities (``"log"``: cross-entropy on ``log P``, floored at :data:`LOG_FLOOR`).
+        train_detections: detections fed to the panoptic head in training: ``"all"`` the detector
+            returns, or only those that inference keeps (``"inference"``: score >= ``score_thresh``).
         loss_weights: ``detection``, ``semantic``, ``panoptic`` multipliers.
         inference_modes: panoptic outputs produced in evaluation; the first is the main one.
         score_thresh: detections at least this confident enter the panoptic head at inference.
@@ -79,6 +84,8 @@ class UnifiedPanopticNet(nn.Module):
         match_iou_thresh: float = 0.5,
         match_same_class: bool = True,
         loss_resolution: Literal["frame", "image", "both"] = "image",
+        logits_form: Literal["raw", "log"] = "log",
+        train_detections: Literal["all", "inference"] = "inference",
         loss_weights: Mapping[str, float] | None = None,
         inference_modes: Sequence[InferenceMode] = ("full",),
         score_thresh: float = 0.5,
@@ -104,6 +111,8 @@ class UnifiedPanopticNet(nn.Module):
         self.match_iou_thresh = match_iou_thresh
         self.match_same_class = match_same_class
         self.loss_resolution = loss_resolution
+        self.logits_form = logits_form
+        self.train_detections = train_detections
         self.loss_weights = {"detection": 0.25, "semantic": 1.0, "panoptic": 1.0, **(loss_weights or {})}
         self.inference_modes = list(inference_modes)
         self.score_thresh = score_thresh
@@ -126,9 +135,14 @@ class UnifiedPanopticNet(nn.Module):
         return ImageList(batch, sizes)
 
     def forward(
-        self, images: Sequence[torch.Tensor], targets: Sequence[Mapping[str, Any]] | None = None
+        self,
+        images: Sequence[torch.Tensor],
+        targets: Sequence[Mapping[str, Any]] | None = None,
+        panoptic_scale: float = 1.0,
     ) -> dict[str, torch.Tensor] | list[dict[str, Any]]:
         """Training: ``images`` ``(3, H_i, W_i)`` and dataset ``targets`` -> weighted losses.
+
+        ``panoptic_scale`` multiplies the panoptic loss (its warm-up); at 0 the panoptic head is skipped.
 
         Evaluation: -> one result per image (see :meth:`_infer`); ``targets`` are optional
         and only lend their ``image_id``.
@@ -141,7 +155,7 @@ class UnifiedPanopticNet(nn.Module):
                 raise ValueError("training needs targets")
             device = batch.tensors.device
             targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
-            return self._losses(batch, features, semantic_logits, targets)
+            return self._losses(batch, features, semantic_logits, targets, panoptic_scale)
         return self._infer(batch, features, semantic_logits, targets)
 
     # ------------------------------------------------------------------ training
@@ -151,6 +165,7 @@ class UnifiedPanopticNet(nn.Module):
         features: Mapping[str, torch.Tensor],
         semantic_logits: torch.Tensor,
         targets: list[dict[str, Any]],
+        panoptic_scale: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         detections, detector_losses = self.detector(batch, features, targets)
         w = self.loss_weights
@@ -160,8 +175,11 @@ class UnifiedPanopticNet(nn.Module):
             labels[i, : t["semantic"].shape[0], : t["semantic"].shape[1]] = t["semantic"]
         losses["loss_semantic"] = w["semantic"] * semantic_loss(semantic_logits, labels, self.semantic_loss_kind)
         if self.end_to_end:
-            losses["loss_panoptic"] = w["panoptic"] * self._panoptic_loss(
-                batch, features, semantic_logits, detections, targets)
+            if panoptic_scale > 0:
+                losses["loss_panoptic"] = panoptic_scale * w["panoptic"] * self._panoptic_loss(
+                    batch, features, semantic_logits, detections, targets)
+            else:
+                losses["loss_panoptic"] = semantic_logits.new_zeros(())
         return losses
 
     def _panoptic_inputs(
@@ -204,6 +222,8 @@ class UnifiedPanopticNet(nn.Module):
         if gt_boxes:  # paper Table H: ground-truth boxes with score 1; matching is the identity
             detections = [{"boxes": t["boxes"], "scores": torch.ones_like(t["boxes"][:, 0]), "labels": t["labels"]}
                           for t in targets]
+        elif self.train_detections == "inference":
+            detections = [{k: v[d["scores"] >= self.score_thresh] for k, v in d.items()} for d in detections]
         n_stuff = len(self.panoptic_head.stuff_classes)
         on_frame = self.loss_resolution in ("frame", "both")
         on_image = self.loss_resolution in ("image", "both")
@@ -220,13 +240,13 @@ class UnifiedPanopticNet(nn.Module):
             out = psi if p is None else p
             if on_frame:
                 frame_ids = downsample_ids(t["panoptic"], out.shape[1], out.shape[2])
-                frame_logits.append(out)
+                frame_logits.append(self._as_logits(out))
                 frame_goals.append(pixel_targets(frame_ids, t["segments_info"], self.categories,
                                                  self._stuff_channel, instance_channel))
             if on_image:
                 height, width = t["panoptic"].shape
                 up = F.interpolate(out[None], scale_factor=STRIDE, mode="bilinear", align_corners=False)[0]
-                image_logits.append(up[:, :height, :width])
+                image_logits.append(self._as_logits(up[:, :height, :width]))
                 image_goals.append(pixel_targets(t["panoptic"], t["segments_info"], self.categories,
                                                  self._stuff_channel, instance_channel))
         loss = semantic_logits.new_zeros(())
@@ -235,6 +255,10 @@ class UnifiedPanopticNet(nn.Module):
         if on_image:
             loss = loss + panoptic_cross_entropy(image_logits, image_goals)
         return loss
+
+    def _as_logits(self, p: torch.Tensor) -> torch.Tensor:
+        """What the cross-entropy takes of ``P`` (either form has the same argmax)."""
+        return p.clamp(min=LOG_FLOOR).log() if self.logits_form == "log" else p
 
     # ----------------------------------------------------------------- inference
     @torch.no_grad()

@@ -36,18 +36,35 @@ class WarmupMultiStep:
         return factor
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.SGD:
-    """SGD with momentum; no weight decay on normalisation parameters (detectron2's default)."""
+def learning_rate(cfg: OptimConfig) -> float:
+    """``base_lr``, scaled linearly to the batch size when ``lr_reference_batch`` is set."""
+    if cfg.lr_reference_batch is None:
+        return cfg.base_lr
+    return cfg.base_lr * cfg.images_per_batch / cfg.lr_reference_batch
+
+
+def panoptic_loss_factor(iteration: int, start: int, ramp: int) -> float:
+    """Multiplier of the panoptic loss at 1-based ``iteration``: 0 up to ``start``, then a linear
+    ramp reaching 1 after ``start + ramp`` iterations (1 from the start when both are 0)."""
+    if iteration <= start:
+        return 0.0
+    if ramp == 0:
+        return 1.0
+    return min(1.0, (iteration - start) / ramp)
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.Optimizer:
+    """SGD with momentum (or AdamW); no weight decay on normalisation parameters (detectron2's default)."""
     norm_types = (nn.GroupNorm, nn.BatchNorm2d, nn.LayerNorm)
     decay, no_decay = [], []
     for module in model.modules():
         for param in module.parameters(recurse=False):
             if param.requires_grad:
                 (no_decay if isinstance(module, norm_types) else decay).append(param)
-    return torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.base_lr, momentum=cfg.momentum,
-    )
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=learning_rate(cfg))
+    return torch.optim.SGD(groups, lr=learning_rate(cfg), momentum=cfg.momentum)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LambdaLR:

@@ -29,7 +29,7 @@ from unips.models.build import build_model
 from unips.platform.checkpoint import load_state, rng_state, save_state, set_rng_state
 from unips.platform.evaluate import evaluate
 from unips.platform.sampler import InfiniteShardedSampler
-from unips.platform.schedule import build_optimizer, build_scheduler
+from unips.platform.schedule import build_optimizer, build_scheduler, panoptic_loss_factor
 from unips.platform.tracking import MetricLogger
 from unips.seeding import seed_everything
 
@@ -66,11 +66,15 @@ def train_step(
     step: int,
     amp: bool = False,
     clip_grad_norm: float | None = None,
+    panoptic_scale: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One optimizer step (mixed precision and gradient clipping optional); returns the total and named losses."""
+    """One optimizer step (mixed precision and gradient clipping optional); returns the total and named losses.
+
+    ``panoptic_scale``: the panoptic loss's warm-up multiplier at this step.
+    """
     device_type = next(model.parameters()).device.type
     with torch.autocast(device_type, enabled=amp):
-        losses = model(images, targets)
+        losses = model(images, targets, panoptic_scale=panoptic_scale)
     total = sum(losses.values())
     if not torch.isfinite(total):
         raise FloatingPointError(f"loss is {total.item()} at step {step}: {({k: v.item() for k, v in losses.items()})}")
@@ -122,7 +126,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         print(f"{'resuming at' if step else 'starting'} step {step}/{cfg.optim.max_iter}: {world} worker(s) x "
               f"{per_worker} images on {device}", flush=True)
 
-    ddp = ray.train.torch.prepare_model(model)
+    # While the panoptic loss warms up, the affinity head gets no gradient: DDP must allow that.
+    warmup = cfg.model.panoptic.end_to_end and cfg.optim.panoptic_loss_start > 0
+    ddp = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": warmup})
     sampler = InfiniteShardedSampler(len(train_set), cfg.seed, rank, world, start=step * per_worker)
     loader = DataLoader(train_set, batch_size=per_worker, sampler=sampler, collate_fn=collate_panoptic,
                         num_workers=cfg.data.loader_workers, persistent_workers=cfg.data.loader_workers > 0,
@@ -138,8 +144,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     while step < cfg.optim.max_iter:
         images, targets = next(batches)
         step += 1
-        total, losses = train_step(ddp, optimizer, scheduler, scaler, images, targets, step=step, amp=amp,
-                                   clip_grad_norm=cfg.optim.clip_grad_norm)
+        total, losses = train_step(
+            ddp, optimizer, scheduler, scaler, images, targets, step=step, amp=amp,
+            clip_grad_norm=cfg.optim.clip_grad_norm,
+            panoptic_scale=panoptic_loss_factor(step, cfg.optim.panoptic_loss_start, cfg.optim.panoptic_loss_ramp))
         for name, value in losses.items():
             window[name] += value.item()
         window["loss_total"] += total.item()
