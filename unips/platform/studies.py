@@ -12,6 +12,8 @@ Torch-free: ``experiments/tables.py`` imports it with pandas and MLflow only.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -67,14 +69,20 @@ class TableSpec:
 
 
 def training_key(cfg: Config) -> str:
-    """A name for what a config trains, e.g. ``msk1-aff0-e2e0-B-pred``: equal keys, one trained model.
+    """A name for what a config trains, e.g. ``msk1-aff0-e2e0-B-pred-3f9a0c21``: equal keys, one trained model.
 
-    Read from the resolved config, so a row that spells out the preset's default (variant B
-    on Cityscapes) shares the training of the row that does not.
+    The readable part names the ablation switches; the digest covers everything else that
+    shapes the weights (data, model, optimisation, seed), so rows that differ in a recipe
+    switch train apart, while rows that differ only in how they are read out (``eval``) or
+    where they run (``platform``) share one training. Read from the resolved config, so a row
+    that spells out the preset's default (variant B on Cityscapes) shares the training of the
+    row that does not.
     """
     panoptic = cfg.model.panoptic
     flags = f"msk{int(cfg.model.detector.with_masks)}-aff{int(panoptic.use_affinity)}-e2e{int(panoptic.end_to_end)}"
-    return f"{flags}-{panoptic.variant}-{'gt' if panoptic.train_with_gt_boxes else 'pred'}"
+    trained = cfg.model_dump(mode="json", include={"seed", "data", "model", "optim"})
+    digest = hashlib.sha256(json.dumps(trained, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{flags}-{panoptic.variant}-{'gt' if panoptic.train_with_gt_boxes else 'pred'}-{digest}"
 
 
 def _setting(msk: bool, aff: bool, e2e: bool, *extra: str) -> tuple[str, ...]:
@@ -91,6 +99,20 @@ VARIANT_B = _setting(True, True, True, "model.panoptic.variant=B")
 
 PQ_ALL = ("PQ", "PQ_th", "PQ_st")
 
+# The recipe switches of issue 11 (docs/method.md): each row of Table R turns one of them back to the
+# recipe before it, the last row turns them all back.
+WITHOUT_REMEDY = {
+    "consistent detections": ("model.panoptic.train_detections=all",),
+    "log P": ("model.panoptic.logits=raw",),
+    "centred affinity": ("model.panoptic.affinity_centre=false",),
+    "mass scaling": ("model.panoptic.affinity_scale=pixels",),
+    "affinity gain": ("model.panoptic.affinity_gain=false",),
+    "loss warm-up": ("optim.panoptic_loss_start=0", "optim.panoptic_loss_ramp=0"),
+    "clipping": ("optim.clip_grad_norm=null",),
+    "NMS 0.3": ("model.detector.nms_thresh=0.5",),
+    "AdamW": ("optim.optimizer=sgd", "optim.base_lr=0.01"),
+}
+
 TABLES: dict[str, TableSpec] = {
     "1": TableSpec(
         key="1",
@@ -102,6 +124,9 @@ TABLES: dict[str, TableSpec] = {
             Row("msk e2e amx", E2E_ONLY, "amx"),
             Row("aff e2e", FULL_NO_MASKS, "full"),
             Row("msk aff e2e", FULL, "full"),
+            # The full model read out by the heuristic merge: separates what end-to-end training did
+            # to the network from what the inference mode does.
+            Row("msk aff e2e heu", FULL, "heu"),
         ),
         columns=(*PQ_ALL, "IoU", "AP_box", "AP_mask"),
         paper_values={("msk aff e2e", "PQ"): 61.4},
@@ -136,6 +161,17 @@ TABLES: dict[str, TableSpec] = {
             for model in ("full", "heu")
             for metric, value in (("PQ_st", 2.0), ("RQ_st", 2.5), ("IoU_st", -0.15))
         ),
+    ),
+    "R": TableSpec(
+        key="R",
+        title="The recipe (not in the paper): the full model without one remedy at a time, and without all",
+        rows=(
+            Row("msk heu", BASELINE, "heu"),
+            Row("msk aff e2e (all remedies)", FULL, "full"),
+            *(Row(f"- {name}", (*FULL, *off), "full") for name, off in WITHOUT_REMEDY.items()),
+            Row("- all (the recipe before)", (*FULL, *(o for off in WITHOUT_REMEDY.values() for o in off)), "full"),
+        ),
+        columns=(*PQ_ALL, "IoU", "AP_box"),
     ),
     "J": TableSpec(
         key="J",
