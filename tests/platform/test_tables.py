@@ -53,8 +53,24 @@ def test_a_table_holds_mean_and_spread_over_seeds_and_the_paper_difference(store
     assert paper.loc["PQ", "ours"] == pytest.approx(1.5) and paper.loc["PQ", "paper"] == 0.4
     assert paper.loc["PQ", "ours - paper"] == pytest.approx(1.1)
     assert paper.loc["AP_box", "ours"] == pytest.approx(2.25)
+    # Paired by seed: PQ differences 1 and 2; t(0.975, 1) = 12.706, sd 0.7071, so 1.5 -+ 6.353.
+    assert paper.loc["PQ", "ci95_low"] == pytest.approx(1.5 - 12.7062 * 0.70711 / math.sqrt(2), abs=1e-3)
+    assert paper.loc["PQ", "ci95_high"] == pytest.approx(1.5 + 12.7062 * 0.70711 / math.sqrt(2), abs=1e-3)
     markdown = to_markdown(table, seeds=2)
     assert "| GT boxes" in markdown and "41.0 ± 1.4" in markdown and "mean ± std over 2 seeds" in markdown
+    assert "[-4.85, +7.85]" in markdown
+
+
+def test_differences_are_paired_by_seed_and_may_lack_a_paper_figure(store: str) -> None:
+    from unips.platform.studies import PaperDelta, Row, TableSpec
+
+    spec = TableSpec("X", "x", (Row("GT boxes", (), "full"), Row("predicted boxes", (), "full")), ("PQ", "IoU"),
+                     paper_deltas=(PaperDelta("predicted boxes", "GT boxes", "IoU", None),))
+    line = build_table(spec, study_rows("s", store), dataset="synthetic").paper.iloc[0]
+    assert line["ours"] == pytest.approx(((60.5 - 60.0) + (62.5 - 61.0)) / 2)
+    assert math.isnan(line["paper"]) and math.isnan(line["ours - paper"])
+    markdown = to_markdown(build_table(spec, study_rows("s", store), dataset="synthetic"), seeds=2)
+    assert "| predicted boxes - GT boxes | IoU      | 1.00   | [-5.35, +7.35] | -       |" in markdown
 
 
 def test_absolute_paper_numbers_only_beside_the_papers_dataset(store: str, tmp_path: Path) -> None:
@@ -63,7 +79,7 @@ def test_absolute_paper_numbers_only_beside_the_papers_dataset(store: str, tmp_p
     run = client.create_run(experiment, tags={"unips.study": "j", "unips.kind": "row", "unips.row": "msk aff e2e"})
     client.log_metric(run.info.run_id, "PQ", 60.0)
     runs = study_rows("j", store)
-    beside = build_table(TABLES["J"], runs, dataset="cityscapes").paper
+    beside = build_table(TABLES["J"], runs, dataset="cityscapes").paper.drop(columns=["ci95_low", "ci95_high"])
     assert beside.to_dict("records")[0] | {"ours - paper": round(beside["ours - paper"][0], 6)} == {
         "what": "msk aff e2e", "metric": "PQ", "ours": 60.0, "paper": 61.4, "dataset": "cityscapes",
         "ours - paper": -1.4}

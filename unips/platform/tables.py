@@ -15,10 +15,13 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from scipy import stats as scipy_stats
 
-from unips.platform.studies import TAG_KIND, TAG_ROW, TAG_STUDY, TableSpec
+from unips.platform.studies import TAG_KIND, TAG_ROW, TAG_SEED, TAG_STUDY, PaperDelta, TableSpec
 
 ROW_COLUMN = f"tags.{TAG_ROW}"  # the column mlflow.search_runs gives the row tag
+SEED_COLUMN = f"tags.{TAG_SEED}"
+PAPER_COLUMNS = ["what", "metric", "ours", "ci95_low", "ci95_high", "paper", "dataset", "ours - paper"]
 
 
 @dataclass
@@ -27,7 +30,7 @@ class Table:
 
     spec: TableSpec
     values: pd.DataFrame  # index: row names; columns: MultiIndex (metric, "mean" | "std" | "n")
-    paper: pd.DataFrame  # one line per comparison: what, metric, ours, paper, ours - paper
+    paper: pd.DataFrame  # one line per comparison: PAPER_COLUMNS
 
 
 def _search(tracking_uri: str, study: str, kind: str) -> pd.DataFrame:
@@ -83,14 +86,40 @@ def build_table(spec: TableSpec, runs: pd.DataFrame, dataset: str) -> Table:
     for (row, metric), paper in spec.paper_values.items():
         if dataset == spec.paper_dataset and metric in spec.columns:
             ours = values.loc[row, (metric, "mean")]
-            comparisons.append({"what": row, "metric": metric, "ours": ours, "paper": paper,
-                                "dataset": dataset, "ours - paper": ours - paper})
+            comparisons.append({"what": row, "metric": metric, "ours": ours, "ci95_low": math.nan,
+                                "ci95_high": math.nan, "paper": paper, "dataset": dataset,
+                                "ours - paper": ours - paper})
     for delta in spec.paper_deltas:
-        ours = values.loc[delta.row, (delta.metric, "mean")] - values.loc[delta.reference, (delta.metric, "mean")]
+        ours, low, high = paired_difference(runs, delta)
+        paper = math.nan if delta.value is None else delta.value
         comparisons.append({"what": f"{delta.row} - {delta.reference}", "metric": delta.metric, "ours": ours,
-                            "paper": delta.value, "dataset": delta.dataset, "ours - paper": ours - delta.value})
-    paper = pd.DataFrame(comparisons, columns=["what", "metric", "ours", "paper", "dataset", "ours - paper"])
-    return Table(spec, values, paper)
+                            "ci95_low": low, "ci95_high": high, "paper": paper, "dataset": delta.dataset,
+                            "ours - paper": ours - paper})
+    return Table(spec, values, pd.DataFrame(comparisons, columns=PAPER_COLUMNS))
+
+
+def paired_difference(runs: pd.DataFrame, delta: PaperDelta) -> tuple[float, float, float]:
+    """Mean of ``row - reference`` over the seeds both have, and its 95% interval (Student's t).
+
+    Rows of one seed start from the same weights and see the same data order, so their difference
+    is paired by seed; the interval is NaN with fewer than two seeds.
+    """
+    def by_seed(row: str) -> pd.Series:
+        mine = runs[runs[ROW_COLUMN] == row]
+        column = mine.get(f"metrics.{delta.metric}")
+        if column is None or SEED_COLUMN not in mine:
+            return pd.Series(dtype=float)
+        return pd.Series(column.to_numpy(), index=mine[SEED_COLUMN].to_numpy()).dropna()
+
+    differences = (by_seed(delta.row) - by_seed(delta.reference)).dropna()
+    if differences.empty:
+        return math.nan, math.nan, math.nan
+    mean = float(differences.mean())
+    if len(differences) < 2:
+        return mean, math.nan, math.nan
+    n = len(differences)
+    half = float(scipy_stats.t.ppf(0.975, n - 1) * differences.std(ddof=1) / math.sqrt(n))
+    return mean, mean - half, mean + half
 
 
 def _cell(mean: float, std: float) -> str:
@@ -108,17 +137,35 @@ def display_frame(table: Table) -> pd.DataFrame:
     )
 
 
+def comparison_frame(table: Table) -> pd.DataFrame:
+    """The comparisons as text: ours with its 95% interval, the paper's figure (``-`` where it gives none)."""
+    def interval(line: pd.Series) -> str:
+        if math.isnan(line["ci95_low"]):
+            return "-"
+        return f"[{line['ci95_low']:+.2f}, {line['ci95_high']:+.2f}]"
+
+    def number(value: float) -> str:
+        return "-" if math.isnan(value) else f"{value:.2f}"
+
+    return pd.DataFrame({
+        "what": table.paper["what"], "metric": table.paper["metric"], "ours": table.paper["ours"].map(number),
+        "95% interval": table.paper.apply(interval, axis=1), "paper": table.paper["paper"].map(number),
+        "dataset": table.paper["dataset"], "ours - paper": table.paper["ours - paper"].map(number),
+    })
+
+
 def to_markdown(table: Table, seeds: int) -> str:
-    """The table as Markdown: title, our numbers, then the paper's figures beside ours."""
+    """The table as Markdown: title, our numbers, then the differences, with the paper's figures beside ours."""
     spread = f", mean ± std over {seeds} seeds" if seeds > 1 else ""
     parts = [f"### Table {table.spec.key}: {table.spec.title}{spread}", "", display_frame(table).to_markdown()]
     if not table.paper.empty:
-        parts += ["", "Against the paper:", "", table.paper.round(2).to_markdown(index=False)]
+        parts += ["", "Differences (paired by seed, 95% interval) and the paper's figures:", "",
+                  comparison_frame(table).to_markdown(index=False, disable_numparse=True)]
     return "\n".join(parts) + "\n"
 
 
 def _latex_escape(text: str) -> str:
-    return text.replace("_", "\\_").replace("±", "$\\pm$")
+    return text.replace("_", "\\_").replace("%", "\\%").replace("±", "$\\pm$")
 
 
 def to_latex(table: Table, seeds: int) -> str:
@@ -129,9 +176,9 @@ def to_latex(table: Table, seeds: int) -> str:
     out = frame.to_latex(caption=f"Table {table.spec.key}: {table.spec.title}{spread}",
                          label=f"tab:{table.spec.key}", escape=False)
     if not table.paper.empty:
-        paper = table.paper.assign(metric=table.paper["metric"].map(_latex_escape))
-        out += "\n" + paper.to_latex(index=False, float_format="%.2f",
-                                           caption=f"Table {table.spec.key} against the paper")
+        paper = comparison_frame(table)
+        paper = paper.assign(metric=paper["metric"].map(_latex_escape)).rename(columns=_latex_escape)
+        out += "\n" + paper.to_latex(index=False, escape=False, caption=f"Table {table.spec.key}: differences")
     return out
 
 
