@@ -41,7 +41,7 @@ def test_training_key_reads_the_resolved_config() -> None:
     # What shapes the weights makes another training; how they are read out or where they run does not.
     assert training_key(load_config("smoke", ["model.panoptic.variant=B"])) == smoke
     assert training_key(load_config("smoke", ["eval.modes=[amx]", "eval.trim_stuff=false",
-                                              "platform.cpus_per_worker=1"])) == smoke
+                                              "platform.cpus_per_worker=2"])) == smoke
     assert training_key(load_config("smoke", ["model.panoptic.match_iou_thresh=0.6"])) != smoke
     assert training_key(load_config("smoke", ["optim.base_lr=0.02"])) != smoke
 

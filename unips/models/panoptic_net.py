@@ -223,7 +223,7 @@ class UnifiedPanopticNet(nn.Module):
             detections = [{"boxes": t["boxes"], "scores": torch.ones_like(t["boxes"][:, 0]), "labels": t["labels"]}
                           for t in targets]
         elif self.train_detections == "inference":
-            detections = [{k: v[d["scores"] >= self.score_thresh] for k, v in d.items()} for d in detections]
+            detections = [{k: v[self._kept(d)] for k, v in d.items()} for d in detections]
         n_stuff = len(self.panoptic_head.stuff_classes)
         on_frame = self.loss_resolution in ("frame", "both")
         on_image = self.loss_resolution in ("image", "both")
@@ -256,6 +256,11 @@ class UnifiedPanopticNet(nn.Module):
             loss = loss + panoptic_cross_entropy(image_logits, image_goals)
         return loss
 
+    def _kept(self, detections: Detections) -> torch.Tensor:
+        """``(D,)`` bool: the detections that enter the panoptic head at inference (and in training
+        with ``train_detections="inference"``)."""
+        return detections["scores"] >= self.score_thresh
+
     def _as_logits(self, p: torch.Tensor) -> torch.Tensor:
         """What the cross-entropy takes of ``P`` (either form has the same argmax)."""
         return p.clamp(min=LOG_FLOOR).log() if self.logits_form == "log" else p
@@ -276,7 +281,7 @@ class UnifiedPanopticNet(nn.Module):
         ``labels`` (training ids), ``masks`` ``(D, H, W)`` bool. All on the CPU.
         """
         raw, _ = self.detector(batch, features)
-        keep = [d["scores"] >= self.score_thresh for d in raw]
+        keep = [self._kept(d) for d in raw]
         kept = [{k: v[m] for k, v in d.items()} for d, m in zip(raw, keep, strict=True)]
         # Mask probabilities of all raw detections (for AP); the kept ones are a selection of them.
         mask_probs = self.detector.mask_probs(features, raw, batch.image_sizes) if self.detector.with_masks else None

@@ -181,6 +181,9 @@ TABLES: dict[str, TableSpec] = {
             Row("msk heu", BASELINE, "heu"),
             Row("msk aff e2e (all remedies)", FULL, "full"),
             *(Row(f"- {name}", (*FULL, *off), "full") for name, off in WITHOUT_REMEDY.items()),
+            # The other cure for "lr 0.01 at batch 4": SGD with the linear scaling rule (0.01 x 4 / 32).
+            Row("- AdamW, SGD at the scaled lr", (*FULL, *WITHOUT_REMEDY["AdamW"], "optim.lr_reference_batch=32"),
+                "full"),
             Row("- all (the recipe before)", (*FULL, *(o for off in WITHOUT_REMEDY.values() for o in off)), "full"),
         ),
         columns=(*PQ_ALL, "IoU", "AP_box"),
