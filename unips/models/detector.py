@@ -201,8 +201,8 @@ def build_detector(
         post_nms_top_n={"training": rpn_post_nms_top_n[0], "testing": rpn_post_nms_top_n[1]},
         nms_thresh=0.7,
     )
-    # The box head before the optional mask head, so that both share their initial weights across
-    # models with and without masks (build_model's fixed order).
+    # The box head before the optional mask head: from one seed, detectors with and without masks
+    # then share the box head's initial weights.
     box_head = TwoMLPHead(in_channels * 7 * 7, box_head_dim)
     box_predictor = FastRCNNPredictor(box_head_dim, num_classes)
     mask_parts: dict[str, nn.Module] = {}
