@@ -70,7 +70,7 @@ def test_differences_are_paired_by_seed_and_may_lack_a_paper_figure(store: str) 
     assert line["ours"] == pytest.approx(((60.5 - 60.0) + (62.5 - 61.0)) / 2)
     assert math.isnan(line["paper"]) and math.isnan(line["ours - paper"])
     markdown = to_markdown(build_table(spec, study_rows("s", store), dataset="synthetic"), seeds=2)
-    assert "| predicted boxes - GT boxes | IoU      | 1.00   | [-5.35, +7.35] | -       |" in markdown
+    assert "| predicted boxes - GT boxes | IoU      | 1.00   | [-5.35, +7.35] | -       | -         |" in markdown
 
 
 def test_absolute_paper_numbers_only_beside_the_papers_dataset(store: str, tmp_path: Path) -> None:

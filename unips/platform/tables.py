@@ -150,7 +150,8 @@ def comparison_frame(table: Table) -> pd.DataFrame:
     return pd.DataFrame({
         "what": table.paper["what"], "metric": table.paper["metric"], "ours": table.paper["ours"].map(number),
         "95% interval": table.paper.apply(interval, axis=1), "paper": table.paper["paper"].map(number),
-        "dataset": table.paper["dataset"], "ours - paper": table.paper["ours - paper"].map(number),
+        "dataset": table.paper["dataset"].where(table.paper["paper"].notna(), "-"),
+        "ours - paper": table.paper["ours - paper"].map(number),
     })
 
 
