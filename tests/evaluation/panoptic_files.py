@@ -44,23 +44,33 @@ def segments_of(ids: np.ndarray, category: dict[int, int], crowd: Sequence[int] 
     return out
 
 
-def panopticapi_scores(gt_json: Path, pred_json: Path, gt_folder: Path, pred_folder: Path
+def panopticapi_scores(gt_json: Path, pred_json: Path, gt_folder: Path, pred_folder: Path, pooled: bool = False
                        ) -> tuple[dict[str, Any] | None, dict[int, dict[str, float]]]:
-    """panopticapi's answer: ``(pq_compute result or None if it divided by zero, per-category counts)``.
+    """panopticapi's answer: ``(pq_compute's result or None if it divided by zero, per-category counts)``.
 
-    The counts (tp, fp, fn, iou) come from ``pq_compute_single_core`` (its per-process loop,
-    which ``pq_compute`` does not return) on the same annotation pairs.
+    The counts (tp, fp, fn, iou) come from ``pq_compute_single_core``, the per-process loop of
+    ``pq_compute``, which ``pq_compute`` does not return. By default the result is then made from
+    those counts by panopticapi's own ``pq_average``, as ``pq_compute`` makes it, without starting
+    ``pq_compute``'s process pool (a second or so per call, hundreds of calls in the suite);
+    ``pooled=True`` calls ``pq_compute`` itself.
     """
+    gt, pred = read_json(gt_json), read_json(pred_json)
+    by_image = {a["image_id"]: a for a in pred["annotations"]}
+    pairs = [(a, by_image[a["image_id"]]) for a in gt["annotations"]]
+    categories = {c["id"]: c for c in gt["categories"]}
     with contextlib.redirect_stdout(io.StringIO()):  # panopticapi prints progress
+        stat = pq_compute_single_core(0, pairs, str(gt_folder), str(pred_folder), categories)
         try:
-            result = pq_compute(str(gt_json), str(pred_json), str(gt_folder), str(pred_folder))
+            if pooled:
+                result = pq_compute(str(gt_json), str(pred_json), str(gt_folder), str(pred_folder))
+            else:
+                result = {}
+                for name, isthing in (("All", None), ("Things", True), ("Stuff", False)):
+                    result[name], per_class = stat.pq_average(categories, isthing=isthing)
+                    if name == "All":
+                        result["per_class"] = per_class
         except ZeroDivisionError:  # a group with no counted category (quirk 6)
             result = None
-        gt, pred = read_json(gt_json), read_json(pred_json)
-        by_image = {a["image_id"]: a for a in pred["annotations"]}
-        pairs = [(a, by_image[a["image_id"]]) for a in gt["annotations"]]
-        categories = {c["id"]: c for c in gt["categories"]}
-        stat = pq_compute_single_core(0, pairs, str(gt_folder), str(pred_folder), categories)
     counts = {cat: {"tp": s.tp, "fp": s.fp, "fn": s.fn, "iou": s.iou} for cat, s in stat.pq_per_cat.items()}
     return result, counts
 

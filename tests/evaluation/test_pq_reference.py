@@ -98,6 +98,6 @@ def test_bit_identical_to_panopticapi_with_its_process_split(tmp_path: Path) -> 
         pred_items += [(10 * seed + i, ids, segs) for i, ids, segs in pred]
     gt_json, gt_folder = write_set(tmp_path, "gt", gt_items, CATEGORIES)
     pred_json, pred_folder = write_set(tmp_path, "pred", pred_items, CATEGORIES)
-    reference, counts = panopticapi_scores(gt_json, pred_json, gt_folder, pred_folder)
+    reference, counts = panopticapi_scores(gt_json, pred_json, gt_folder, pred_folder, pooled=True)
     ours, _ = evaluate_pq_files(gt_json, pred_json, gt_folder, pred_folder, workers=multiprocessing.cpu_count())
     assert_same_as_panopticapi(ours.to_panopticapi(), reference, counts, tol=0.0)
