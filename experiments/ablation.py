@@ -1,13 +1,14 @@
 """Run the paper's ablation studies as one Ray Tune experiment, recorded in MLflow.
 
     python experiments/ablation.py --preset smoke --tables H            # local Ray, synthetic data
-    python experiments/ablation.py --preset smoke --tables 1,F,H,I --seeds 3
+    python experiments/ablation.py --preset bench --tables 1,F,H,I --seeds 3   # docs/results_synthetic.md
     python experiments/ablation.py --preset smoke --resume              # continue the latest smoke study
     ray submit cluster.yaml experiments/ablation.py -- --preset cityscapes_r50 --tables 1
 
 Tables: 1 (msk/aff/e2e/heu/amx ablation), F (variant B vs C), H (GT vs predicted boxes),
-I (stuff trimming), J (SQ/RQ of the full model). Rows that differ only at inference
-share one training. On a cluster (``ray submit``, or ``--address``) trials run as far
+I (stuff trimming), J (SQ/RQ of the full model), and R (not in the paper: the full
+model without each remedy of the training recipe in turn, docs/method.md). Rows that
+differ only at inference share one training. On a cluster (``ray submit``, or ``--address``) trials run as far
 apart as its resources allow. The last line is ``study=<name> tracking_uri=<uri>``:
 ``python experiments/tables.py --study <name>`` writes the tables.
 """
@@ -26,7 +27,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="smoke", help="preset name in experiments/configs/ or a YAML path")
-    parser.add_argument("--tables", default="1,F,H,I,J", help="comma-separated table keys (default: all)")
+    parser.add_argument("--tables", default="1,F,H,I,J",
+                        help="comma-separated table keys (default: the paper's, 1,F,H,I,J; R on request)")
     parser.add_argument("--seeds", type=int, default=1, help="trainings per setting, seeds 0..N-1")
     parser.add_argument("--name", default=None, help="study name (default: <preset>-study-<date-time>)")
     parser.add_argument("--resume", action="store_true", help="continue the study --name (default: the latest)")
