@@ -79,3 +79,14 @@ def test_the_remedy_table_trains_each_leave_one_out_setting_apart() -> None:
     assert not everything_off.model.panoptic.affinity_centre and everything_off.optim.clip_grad_norm is None
     full = load_config("smoke", row_overrides(table.rows[1]))
     assert full.model.panoptic.logits == "log" and full.optim.optimizer == "adamw"
+
+
+def test_every_stated_difference_names_rows_and_a_column_of_its_table() -> None:
+    for table in TABLES.values():
+        names = {row.name for row in table.rows}
+        for delta in table.paper_deltas:
+            assert {delta.row, delta.reference} <= names, (table.key, delta)
+            assert delta.metric in table.columns, (table.key, delta)
+    # Table R weighs every remedy against the full recipe.
+    remedies = {d.row for d in TABLES["R"].paper_deltas if d.reference == "msk aff e2e (all remedies)"}
+    assert remedies == {row.name for row in TABLES["R"].rows if row.name.startswith("- ")}
