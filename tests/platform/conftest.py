@@ -1,8 +1,13 @@
-"""A real local Ray instance shared by the training tests, and a small training configuration."""
+"""A real local Ray instance shared by the training tests, a small training configuration, and
+the pinned smoke training, started in the background as soon as the accuracy test is selected."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,3 +40,59 @@ def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCURACY_TEST = "tests/platform/test_accuracy.py::test_smoke_preset_reaches_its_pinned_metrics"
+SMOKE_TRAINING = pytest.StashKey["SmokeTraining"]()
+
+
+class SmokeTraining:
+    """The README's ``experiments/train.py --preset smoke``, run as a user runs it, in a folder of its own.
+
+    It trains on one thread in its own process and its own local Ray instance, with its own
+    MLflow store, while the rest of the suite runs.
+    """
+
+    def __init__(self) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="unips-accuracy-"))
+        self.uri = f"sqlite:///{self.folder}/mlflow.db"
+        self.log = self.folder / "train.log"
+        env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri}
+        env.pop("RAY_ADDRESS", None)
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "experiments" / "train.py"), "--preset", "smoke"],
+                cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def wait(self, timeout_s: float = 3600) -> str:
+        """Wait for the training to end; its MLflow tracking URI, or a failure with the log's tail."""
+        code = self.process.wait(timeout_s)
+        if code != 0:
+            tail = self.log.read_text()[-4000:]
+            pytest.fail(f"experiments/train.py --preset smoke exited with {code}; the end of its log:\n{tail}")
+        return self.uri
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(60)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@pytest.hookimpl(trylast=True)  # after -m / -k have deselected what they deselect
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if any(item.nodeid.endswith(ACCURACY_TEST) for item in items):
+        config.stash[SMOKE_TRAINING] = SmokeTraining()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    training = config.stash.get(SMOKE_TRAINING, None)
+    if training is not None:
+        training.close()
+
+
+@pytest.fixture
+def smoke_training(pytestconfig: pytest.Config) -> SmokeTraining:
+    """The background smoke training (started at collection)."""
+    return pytestconfig.stash[SMOKE_TRAINING]
