@@ -4,7 +4,7 @@ A row is a training setting (config overrides) plus how its model is read out at
 inference (mode, stuff trimming). Rows that share a training setting share one trained
 model (:func:`trainings`), so the heuristic baseline and the untrained potential argmax of
 Table 1 cost one training, and Tables I and J add none. The reference columns are the
-paper's Cityscapes figures from DESIGN.md section 6 (the paper's text gives no other
+paper's Cityscapes figures as its text states them (it gives no other
 numbers): absolute values, or differences between two rows.
 
 Torch-free: ``experiments/tables.py`` imports it with pandas and MLflow only.
