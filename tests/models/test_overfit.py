@@ -4,7 +4,7 @@ Scored by panopticapi on PNG + JSON files. The scenes come from the standard gen
 with instances of at least 0.6% of the image and no grass patches: ``full`` and ``amx``
 answer on a stride-4 grid, and on the default scenes at 128x256 even a perfect stride-4
 answer scores only PQ 86.6 (instances of 1-3 grid cells), so PQ >= 90 would measure the
-resolution, not the learning. With these scenes the stride-4 ceiling is 92.5.
+resolution, not the learning. On these scenes every mode reaches 93.9-94.2 here after 100 steps.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from unips.datasets import PanopticDataset, collate_panoptic, synthetic
 from unips.datasets.panoptic_format import id2rgb, write_png
 from unips.models.build import build_model
 
-STEPS = 300
+STEPS = 100  # one-cycle at a high peak rate: PQ 93.9 / 93.9 / 94.2 (full / amx / heu) here, 60 s
+LR = 4e-3
 MODES = ("full", "amx", "heu")
 
 
@@ -50,8 +51,8 @@ def test_smoke_network_overfits_two_images_in_every_mode(tmp_path: Path) -> None
 
     torch.manual_seed(0)
     model = build_model(load_config("smoke", ["eval.modes=[full, amx, heu]"]), dataset.categories).train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=2e-3, total_steps=STEPS, pct_start=0.1)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=STEPS, pct_start=0.1)
     first = None
     for _ in range(STEPS):
         losses = model(images, targets)
