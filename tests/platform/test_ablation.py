@@ -1,4 +1,5 @@
-"""Studies on a real local Ray (Tune over Ray Train) with a real MLflow store, then the tables."""
+"""A study as a user runs it (``experiments/ablation.py`` on the local Ray it starts, the default MLflow store),
+killed and resumed, then the tables (``experiments/tables.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -16,12 +18,12 @@ from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
 
 from tests.platform.conftest import TINY
-from unips.platform.ablation import run_study
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 SHORT = ["optim.max_iter=3", "optim.steps=[3]", "optim.checkpoint_period=3"]
+STUDY = "trim"
 
 
 def _runs(uri: str, study: str, kind: str) -> list:
@@ -30,18 +32,77 @@ def _runs(uri: str, study: str, kind: str) -> list:
     return client.search_runs(experiments, f"tags.`unips.study` = '{study}' and tags.`unips.kind` = '{kind}'")
 
 
+@dataclass
+class ResumedStudy:
+    """Table I on tiny images, run as a user runs it, killed after its first training, then resumed."""
+
+    workdir: Path
+    uri: str
+    name: str
+    first_trainings: list  # the training run(s) finished before the kill, as they were then
+    first_rows: list  # their row runs, as they were then
+    first_results: dict[Path, str]  # Tune's result.json of each finished trial, as it was then
+    resume_output: str
+
+
+def _ablation(workdir: Path, *args: str) -> subprocess.Popen:
+    overrides = [*TINY, *SHORT, "platform.cpus_per_worker=2"]  # one training at a time on 2 CPUs
+    return subprocess.Popen([sys.executable, str(ROOT / "experiments" / "ablation.py"), "--preset", "smoke",
+                             "--tables", "I", "--name", STUDY, *args, *overrides],
+                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+
+
 @pytest.fixture(scope="module")
-def trimming_study(local_ray: None, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
-    """Table I on tiny images: 4 rows (trimming on/off for two models), 2 trainings."""
+def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
+    """Table I: 4 rows (trimming on/off for two models) from 2 trainings, one at a time."""
     workdir = tmp_path_factory.mktemp("study")
-    uri = f"sqlite:///{workdir}/mlflow.db"
-    outcome = run_study("smoke", ["I"], overrides=[*TINY, *SHORT], name="trim", workdir=workdir, tracking_uri=uri)
-    assert (outcome.trainings, outcome.rows) == (2, 4)
-    return workdir, uri, outcome.name
+    uri = f"sqlite:///{workdir}/mlflow.db"  # the scripts' default store in their working folder
+    experiment = workdir / "ray_results" / STUDY
+    driver = _ablation(workdir)
+    deadline = time.monotonic() + 600
+    # Killed once Tune has recorded the first trial as finished (in its experiment state on disk).
+    while not (finished := _finished_trials(experiment)):
+        assert driver.poll() is None, driver.stdout.read()  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "the first trial did not finish in 10 minutes"
+        time.sleep(1)
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    driver.wait()
+    first_trainings = [run for run in _runs(uri, STUDY, "training") if run.info.status == "FINISHED"]
+    first_rows = _runs(uri, STUDY, "row")
+    first_results = {path: path.read_text() for path in experiment.glob("*/result.json")
+                     if path.parent.name in finished}
+
+    resumed = _ablation(workdir, "--resume")
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    return ResumedStudy(workdir, uri, STUDY, first_trainings, first_rows, first_results, output)
 
 
-def test_rows_that_differ_only_at_inference_reuse_the_trained_model(trimming_study: tuple[Path, str, str]) -> None:
-    workdir, uri, study = trimming_study
+def test_a_killed_study_resumes_without_retraining_finished_trials(resumed_study: ResumedStudy) -> None:
+    study, uri = resumed_study, resumed_study.uri
+    assert study.resume_output.strip().splitlines()[-1] == f"study={STUDY} tracking_uri={uri}"
+    # The kill came after one training and its two rows, before the other training ended.
+    assert len(study.first_trainings) == 1 and len(study.first_results) == 1
+    assert len(study.first_rows) == 2
+    trainings = _runs(uri, STUDY, "training")
+    assert sorted(run.data.tags["unips.training"].rsplit("-", 1)[0] for run in trainings) == [
+        "msk1-aff0-e2e0-B-pred", "msk1-aff1-e2e1-B-pred"]
+    assert all(run.info.status == "FINISHED" for run in trainings)
+    # The finished trial was not trained again: its training run ended when it did, its Tune results
+    # are as they were, and its row runs were not rewritten.
+    client = MlflowClient(uri)
+    (first_training,) = study.first_trainings
+    assert client.get_run(first_training.info.run_id).info.end_time == first_training.info.end_time
+    assert all(path.read_text() == text for path, text in study.first_results.items())
+    assert all(client.get_run(row.info.run_id).info.end_time == row.info.end_time for row in study.first_rows)
+    assert len(_runs(uri, STUDY, "row")) == 4
+    info = json.loads((study.workdir / "ray_results" / STUDY / "unips_study.json").read_text())
+    assert client.get_run(info["parent_run_id"]).info.status == "FINISHED"
+
+
+def test_rows_that_differ_only_at_inference_reuse_the_trained_model(resumed_study: ResumedStudy) -> None:
+    workdir, uri, study = resumed_study.workdir, resumed_study.uri, resumed_study.name
     trainings = _runs(uri, study, "training")
     rows = _runs(uri, study, "row")
     assert len(trainings) == 2 and len(rows) == 4
@@ -62,8 +123,8 @@ def test_rows_that_differ_only_at_inference_reuse_the_trained_model(trimming_stu
     assert parent.info.status == "FINISHED"
 
 
-def test_tables_hold_exactly_the_mlflow_metrics(trimming_study: tuple[Path, str, str]) -> None:
-    workdir, uri, study = trimming_study
+def test_tables_hold_exactly_the_mlflow_metrics(resumed_study: ResumedStudy) -> None:
+    workdir, uri, study = resumed_study.workdir, resumed_study.uri, resumed_study.name
     out = workdir / "tables"
     done = subprocess.run([sys.executable, str(ROOT / "experiments" / "tables.py"), "--study", study, "--format",
                            "csv", "--out", str(out), "--tracking-uri", uri],
@@ -83,51 +144,10 @@ def test_tables_hold_exactly_the_mlflow_metrics(trimming_study: tuple[Path, str,
     assert logged == {"tables/table_I.csv", "tables/paper_I.csv"}
 
 
-def _ablation(workdir: Path, *args: str) -> subprocess.Popen:
-    overrides = [*TINY, *SHORT, "platform.cpus_per_worker=2"]  # one training at a time on 2 CPUs
-    return subprocess.Popen([sys.executable, str(ROOT / "experiments" / "ablation.py"), "--preset", "smoke",
-                             "--tables", "H", "--name", "killed", *args, *overrides],
-                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
-
-
-def test_a_killed_study_resumes_without_retraining_finished_trials(tmp_path: Path) -> None:
-    uri = f"sqlite:///{tmp_path}/mlflow.db"  # the scripts' default store in their working folder
-    driver = _ablation(tmp_path)
-    deadline = time.monotonic() + 600
-    # Killed once Tune has recorded the first trial as finished (in its experiment state on disk).
-    while not _finished_trials(tmp_path / "ray_results" / "killed"):
-        assert driver.poll() is None, driver.stdout.read()  # type: ignore[union-attr]
-        assert time.monotonic() < deadline, "the first trial did not finish in 10 minutes"
-        time.sleep(2)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
-    driver.wait()
-    (first_row,) = _runs(uri, "killed", "row")
-    (first_training,) = [run for run in _runs(uri, "killed", "training") if run.info.status == "FINISHED"]
-    trial_dir = next((tmp_path / "ray_results" / "killed").glob(f"{first_row.data.tags['unips.training']}-s0"))
-    results_before = (trial_dir / "result.json").read_text()
-
-    resumed = _ablation(tmp_path, "--resume")
-    output, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, output
-    assert output.strip().splitlines()[-1] == f"study=killed tracking_uri={uri}"
-    trainings = _runs(uri, "killed", "training")
-    assert sorted(run.data.tags["unips.training"].rsplit("-", 1)[0] for run in trainings) == [
-        "msk0-aff1-e2e1-B-gt", "msk0-aff1-e2e1-B-pred"]
-    assert all(run.info.status == "FINISHED" for run in trainings)
-    # The finished trial was not trained again: its training run ended when it did, its Tune results
-    # are as they were, and its row run was not rewritten.
-    again = MlflowClient(uri).get_run(first_training.info.run_id)
-    assert again.info.end_time == first_training.info.end_time
-    assert (trial_dir / "result.json").read_text() == results_before
-    assert MlflowClient(uri).get_run(first_row.info.run_id).info.end_time == first_row.info.end_time
-    assert len(_runs(uri, "killed", "row")) == 2
-    info = json.loads((tmp_path / "ray_results" / "killed" / "unips_study.json").read_text())
-    assert MlflowClient(uri).get_run(info["parent_run_id"]).info.status == "FINISHED"
-
-
 def _finished_trials(experiment: Path) -> list[str]:
+    """Folder names of the trials Tune has recorded as finished."""
     try:
-        return [trial.trial_id for trial in ExperimentAnalysis(str(experiment)).trials if trial.status == "TERMINATED"]
+        trials = ExperimentAnalysis(str(experiment)).trials
     except (ValueError, FileNotFoundError, OSError):  # Tune writes its first state a few seconds in
         return []
+    return [f"{trial.config['training']}-s{trial.config['seed']}" for trial in trials if trial.status == "TERMINATED"]
