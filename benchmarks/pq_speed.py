@@ -3,7 +3,7 @@
     python benchmarks/pq_speed.py [--images 100] [--height 1024] [--width 2048] [--workers 2]
 
 Generates N ground-truth scenes with the synthetic generator and N predictions
-perturbed from them (:mod:`unips.evaluation.perturb`), written as COCO panoptic
+perturbed from them (:mod:`unips.testing.perturb`), written as COCO panoptic
 PNG + JSON in a temporary folder, then measures in one run:
 
 (a) the file path on the same files: ours (``evaluate_pq_files`` with ``--workers``
@@ -47,7 +47,7 @@ import numpy as np
 from unips.datasets.panoptic_format import id2rgb, read_panoptic_png, write_json, write_png
 from unips.datasets.synthetic import CATEGORIES, render_scene
 from unips.evaluation.export import PanopticExporter
-from unips.evaluation.perturb import perturb
+from unips.testing.perturb import perturb
 from unips.evaluation.pq_files import evaluate_pq_files
 from unips.evaluation.pq_stats import PQAccumulator
 

@@ -18,10 +18,12 @@ import json
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
+from unips.config import Config
 from unips.datasets.build import build_dataset
 from unips.platform.checkpoint import model_from_checkpoint
-from unips.platform.evaluate import evaluate
+from unips.platform.evaluate import evaluate_as_configured
 
 
 def main() -> None:
@@ -42,29 +44,31 @@ def main() -> None:
     args = parser.parse_args()
 
     model, cfg, categories, step = model_from_checkpoint(args.checkpoint)
-    model.inference_modes = args.mode or list(cfg.eval.modes)
+    if args.mode:
+        cfg.eval.modes = args.mode
     if args.trim_stuff is not None:
-        model.trim_stuff = args.trim_stuff
-    if "full" in model.inference_modes and model.panoptic_head.affinity is None:
-        parser.error("mode 'full' needs a model trained with the affinity head")
-    if "heu" in model.inference_modes and not model.detector.with_masks:
-        parser.error("mode 'heu' needs a model trained with the mask head")
+        cfg.eval.trim_stuff = args.trim_stuff
+    cfg.eval.max_images = args.max_images  # all images unless asked, whatever the training evaluated
     if args.data_root is not None:
         cfg.data.root = args.data_root
+    try:
+        cfg = Config.model_validate(cfg.model_dump())  # do the chosen modes fit the trained network?
+    except ValidationError as error:
+        parser.error(str(error))
     dataset = build_dataset(cfg.data, args.split or cfg.data.val_split, train=False)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
 
-    result = evaluate(model, dataset, categories, max_images=args.max_images, export_dir=args.out,
-                      num_visualizations=args.num_visualizations)
+    result = evaluate_as_configured(model, cfg, dataset, categories, export_dir=args.out,
+                                    num_visualizations=args.num_visualizations)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "metrics.json").write_text(json.dumps({"checkpoint_step": step, "trim_stuff": model.trim_stuff,
+    (args.out / "metrics.json").write_text(json.dumps({"checkpoint_step": step, "trim_stuff": cfg.eval.trim_stuff,
                                                        **result.metrics}, indent=2))
     for mode, table in result.per_class.items():
         table.to_csv(args.out / f"per_class_{mode}.csv", index=False)
     print(f"checkpoint at step {step}, {len(dataset) if args.max_images is None else args.max_images} images, "
-          f"stuff trimming {'on' if model.trim_stuff else 'off'}")
+          f"stuff trimming {'on' if cfg.eval.trim_stuff else 'off'}")
     print(result.table())
-    first = model.inference_modes[0]
+    first = cfg.eval.modes[0]
     print(f"mIoU {result.metrics[f'{first}/mIoU']:.1f}  AP_box {result.metrics[f'{first}/AP_box']:.1f}"
           + (f"  AP_mask {result.metrics[f'{first}/AP_mask']:.1f}" if f"{first}/AP_mask" in result.metrics else ""))
     for mode, folder in result.export_dirs.items():

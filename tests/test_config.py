@@ -108,6 +108,9 @@ def test_inconsistent_ablation_switches_are_refused() -> None:
         load_config("smoke", ["model.panoptic.end_to_end=false"])
     with pytest.raises(ConfigError, match="'heu'.*with_masks is false"):
         load_config("smoke", ["model.detector.with_masks=false", "eval.modes=[heu]"])
+    with pytest.raises(ConfigError, match="'full'.*use_affinity is false"):
+        load_config("smoke", ["model.panoptic.use_affinity=false", "model.panoptic.end_to_end=false",
+                              "eval.modes=[full]"])
     with pytest.raises(ConfigError, match=r"optim\.steps must increase"):
         load_config("smoke", ["optim.steps=[400]"])
 

@@ -45,13 +45,6 @@ def test_loader_workers_are_seeded_reproducibly_and_differently() -> None:
     assert first[0][0] != first[1][0] and first[0][1] != first[1][1] and first[0][2] != first[1][2]
 
 
-def test_models_and_evaluation_import_without_ray_or_mlflow() -> None:
-    code = ("import sys, unips.models, unips.evaluation, unips.evaluation.visualize, unips.datasets; "
-            "print(sorted(m for m in ('ray', 'mlflow') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
-    assert out.strip() == "[]"
-
-
 def test_pq_tools_start_without_torch() -> None:
     """The file evaluator and exporter need only NumPy: torch would cost seconds and ~500 MB per process."""
     code = ("import sys, unips.evaluation.pq, unips.evaluation.pq_files, unips.evaluation.coco_ap, "

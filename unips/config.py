@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,6 +35,14 @@ class ConfigError(ValueError):
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InferenceMode(StrEnum):
+    """How a panoptic answer is read from the network (paper Table 1)."""
+
+    FULL = "full"  # argmax over the channels of P (needs the affinity head)
+    AMX = "amx"  # argmax over the channels of Psi
+    HEU = "heu"  # the Panoptic-FPN heuristic merge of instance masks and semantic argmax (needs masks)
 
 
 # ----------------------------------------------------------------------------- data
@@ -154,14 +163,6 @@ class ModelConfig(_Section):
     detector: DetectorConfig = DetectorConfig()
     panoptic: PanopticHeadConfig = PanopticHeadConfig()
 
-    @model_validator(mode="after")
-    def _affinity_needs_e2e(self) -> ModelConfig:
-        if self.panoptic.use_affinity and not self.panoptic.end_to_end:
-            raise ValueError(
-                "model.panoptic.use_affinity needs model.panoptic.end_to_end: Q learns only through the panoptic loss"
-            )
-        return self
-
 
 # ----------------------------------------------------------------------- optimisation
 class LossWeights(_Section):
@@ -205,7 +206,7 @@ class OptimConfig(_Section):
 # ------------------------------------------------------------------------- evaluation
 class EvalConfig(_Section):
     period: int = Field(5000, ge=0)  # iterations between evaluations; 0 = only at the end
-    modes: list[Literal["full", "amx", "heu"]] = ["full"]
+    modes: list[InferenceMode] = [InferenceMode.FULL]
     score_thresh: float = Field(0.5, ge=0.0, le=1.0)  # detections kept at inference (0.5 Cityscapes, 0.75 COCO)
     heu_overlap_thresh: float = Field(0.5, ge=0.0, le=1.0)  # heuristic merge: max taken share of a mask
     # Stuff segments below this area (pixels at evaluated resolution) become void (paper App. C).
@@ -241,10 +242,16 @@ class Config(_Section):
     platform: PlatformConfig = PlatformConfig()
 
     @model_validator(mode="after")
-    def _modes_fit_model(self) -> Config:
-        if "full" in self.eval.modes and not self.model.panoptic.use_affinity:
+    def _switches_agree(self) -> Config:
+        """The one place where the ablation switches are checked against each other."""
+        panoptic = self.model.panoptic
+        if panoptic.use_affinity and not panoptic.end_to_end:
+            raise ValueError(
+                "model.panoptic.use_affinity needs model.panoptic.end_to_end: Q learns only through the panoptic loss"
+            )
+        if InferenceMode.FULL in self.eval.modes and not panoptic.use_affinity:
             raise ValueError("eval.modes has 'full' (argmax of P) but model.panoptic.use_affinity is false")
-        if "heu" in self.eval.modes and not self.model.detector.with_masks:
+        if InferenceMode.HEU in self.eval.modes and not self.model.detector.with_masks:
             raise ValueError("eval.modes has 'heu' (heuristic merge of masks) but model.detector.with_masks is false")
         return self
 

@@ -13,7 +13,7 @@ from unips.config import EvalConfig
 from unips.datasets import PanopticDataset
 from unips.datasets.categories import IGNORE_INDEX
 from unips.evaluation.evaluator import PanopticEvaluator
-from unips.evaluation.perturb import perturb
+from unips.testing.perturb import perturb
 from unips.evaluation.semantic import ConfusionMatrix
 from tests.evaluation.panoptic_files import panopticapi_scores
 

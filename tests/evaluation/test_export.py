@@ -13,7 +13,7 @@ from PIL import Image
 from unips.datasets import PanopticDataset, PanopticFormatError
 from unips.datasets.panoptic_format import read_panoptic_png
 from unips.evaluation.export import PanopticExporter, write_png_atomic, write_visualizations
-from unips.evaluation.perturb import perturb
+from unips.testing.perturb import perturb
 from unips.evaluation.pq_stats import PQAccumulator
 from unips.evaluation.visualize import colorize_panoptic, overlay
 from tests.evaluation.panoptic_files import assert_same_as_panopticapi, panopticapi_scores, segments_of

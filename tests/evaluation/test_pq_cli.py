@@ -17,7 +17,7 @@ from panopticapi.evaluation import pq_compute
 
 from unips.datasets import PanopticDataset
 from unips.evaluation.export import PanopticExporter
-from unips.evaluation.perturb import perturb
+from unips.testing.perturb import perturb
 from unips.evaluation.pq import main
 from unips.evaluation.pq_stats import PQAccumulator
 from unips.evaluation.trim import trim_small_stuff

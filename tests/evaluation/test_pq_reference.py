@@ -3,7 +3,7 @@
 Each set is three 64x128 synthetic scenes written as PNG + JSON, with ground-truth
 variants (all-void images, extra crowd segments so that one category has two, JSON
 areas that disagree with the PNG) and predictions perturbed in every way
-:mod:`unips.evaluation.perturb` knows (erosion, dilation, merges, splits, class swaps,
+:mod:`unips.testing.perturb` knows (erosion, dilation, merges, splits, class swaps,
 dropped and hallucinated segments, instances inside crowd regions, empty predictions).
 panopticapi is the independent reference: its results dict, and its per-category
 TP / FP / FN / IoU sums from the per-process loop.
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from unips.datasets.synthetic import CATEGORIES, render_scene
-from unips.evaluation.perturb import perturb
+from unips.testing.perturb import perturb
 from unips.evaluation.pq_files import evaluate_pq_files
 from unips.evaluation.pq_stats import PQAccumulator
 from tests.evaluation.panoptic_files import Item, assert_same_as_panopticapi, panopticapi_scores, write_set

@@ -13,7 +13,7 @@ from unips.config import load_config
 from unips.datasets import PanopticDataset, collate_panoptic
 from unips.datasets.panoptic_format import mask_bbox_xywh
 from unips.models.backbone import ResNetFPN
-from unips.models.build import build_model
+from unips.models.build import build_model, build_postprocessor
 
 SMALL = ["model.backbone.fpn_channels=32", "model.semantic.channels=32", "model.panoptic.affinity_channels=16",
          "model.detector.box_head_dim=64", "model.detector.mask_head_channels=16", "eval.modes=[full, amx, heu]"]
@@ -74,32 +74,35 @@ def test_training_returns_weighted_named_losses(batch) -> None:  # type: ignore[
     assert "loss_panoptic" not in no_e2e
 
 
-def test_evaluation_returns_coco_panoptic_segments_per_image_and_mode(batch) -> None:  # type: ignore[no-untyped-def]
+def test_evaluation_returns_the_raw_outputs_the_postprocessor_reads(batch) -> None:  # type: ignore[no-untyped-def]
     categories, (images, targets) = batch
-    model = _model(categories, "eval.score_thresh=0.0", "eval.stuff_area_limit=10").eval()
-    results = model(images, targets)
-    assert len(results) == 2
-    for result, image, target in zip(results, images, targets, strict=True):
+    cfg = load_config("smoke", [*SMALL, "eval.score_thresh=0.0"])
+    torch.manual_seed(0)
+    outputs = build_model(cfg, categories).eval()(images, targets)
+    assert len(outputs) == 2
+    n_stuff = len(categories.stuff_train_ids)
+    for out, image, target in zip(outputs, images, targets, strict=True):
         height, width = image.shape[1:]
-        assert result["image_id"] == target["image_id"]
-        assert set(result["by_mode"]) == {"full", "amx", "heu"}
-        assert result["panoptic"] is result["by_mode"]["full"]["panoptic"]
-        assert result["semantic"].shape == (height, width) and int(result["semantic"].max()) < len(categories)
-        det = result["detections"]
+        frame = (-(-height // 4), -(-width // 4))
+        assert out.image_id == target["image_id"]
+        assert out.semantic.shape == (height, width) and int(out.semantic.max()) < len(categories)
+        det = out.detections
         assert det["boxes"].shape[1] == 4 and det["masks"].shape[1:] == (height, width)
         assert set(det["labels"].tolist()) <= set(categories.thing_train_ids)
-        for mode in result["by_mode"].values():
-            panoptic = mode["panoptic"].numpy()
+        # One channel per stuff class, then one per kept detection (all of them at threshold 0).
+        assert out.kept.all() and out.psi.shape == out.p.shape == (n_stuff + len(det["scores"]), *frame)
+        assert out.channel_classes == [*categories.stuff_train_ids, *det["labels"].tolist()]
+        assert out.channel_scores == [1.0] * n_stuff + det["scores"].tolist()
+        predictions = build_postprocessor(cfg, categories)(out)
+        assert list(predictions) == ["full", "amx", "heu"]
+        for prediction in predictions.values():
+            panoptic = prediction.panoptic.numpy()
             assert panoptic.shape == (height, width)
-            ids = {s["id"] for s in mode["segments_info"]}
-            assert set(np.unique(panoptic)) - {0} == ids
-            for seg in mode["segments_info"]:
+            assert set(np.unique(panoptic)) - {0} == {s["id"] for s in prediction.segments}
+            for seg in prediction.segments:
                 mask = panoptic == seg["id"]
                 assert seg["area"] == mask.sum() and seg["bbox"] == mask_bbox_xywh(mask)
-                assert seg["category_id"] in categories  # dataset ids, not training ids
-                assert seg["isthing"] == categories.is_thing(categories.train_id(seg["category_id"]))
-                if not seg["isthing"]:
-                    assert seg["area"] >= 10  # trimmed below the limit
+                assert 0 <= seg["train_id"] < len(categories)
 
 
 def test_images_of_different_sizes_share_a_batch(synthetic_root: Path) -> None:
@@ -115,20 +118,9 @@ def test_images_of_different_sizes_share_a_batch(synthetic_root: Path) -> None:
     model = _model(dataset.categories)
     losses = model.train()([big[0], small_image], [big[1], small_target])
     sum(losses.values()).backward()
-    results = model.eval()([big[0], small_image])
-    assert results[1]["panoptic"].shape == (100, 150) and results[0]["panoptic"].shape == (128, 256)
-
-
-def test_inconsistent_parts_are_refused(batch) -> None:  # type: ignore[no-untyped-def]
-    categories, _ = batch
-    cfg = load_config("smoke", SMALL)
-    cfg.model.panoptic.use_affinity = False
-    with pytest.raises(ValueError, match="'full'"):
-        build_model(cfg, categories)
-    cfg = load_config("smoke", [*SMALL, "eval.modes=[heu]"])
-    cfg.model.detector.with_masks = False
-    with pytest.raises(ValueError, match="'heu'"):
-        build_model(cfg, categories)
+    outputs = model.eval()([big[0], small_image])
+    assert outputs[1].semantic.shape == (100, 150) and outputs[0].semantic.shape == (128, 256)
+    assert outputs[1].p.shape[1:] == (25, 38) and outputs[0].p.shape[1:] == (32, 64)
 
 
 def test_backbone_loads_a_local_torchvision_state_dict(tmp_path: Path) -> None:
@@ -158,19 +150,6 @@ def test_backbone_gives_p2_to_p6_at_their_strides() -> None:
     features = ResNetFPN(18, 16, norm="gn", freeze_at=0)(torch.zeros(1, 3, 64, 96))
     assert {k: tuple(v.shape) for k, v in features.items()} == {
         "0": (1, 16, 16, 24), "1": (1, 16, 8, 12), "2": (1, 16, 4, 6), "3": (1, 16, 2, 3), "pool": (1, 16, 1, 2)}
-
-
-def test_model_outputs_feed_the_evaluator(batch) -> None:  # type: ignore[no-untyped-def]
-    from unips.evaluation.evaluator import PanopticEvaluator
-
-    categories, (images, targets) = batch
-    model = _model(categories, "eval.score_thresh=0.0").eval()
-    evaluator = PanopticEvaluator(categories, trim_stuff=True, stuff_area_limit=64)
-    evaluator.process(model(images), targets, images)  # outputs without image ids pair by position
-    metrics = evaluator.evaluate()
-    for name in ("PQ", "PQ_th", "PQ_st", "SQ", "RQ", "mIoU", "IoU_st", "AP_box", "AP_mask"):
-        assert 0.0 <= metrics[name] <= 100.0, (name, metrics[name])
-    assert len(evaluator.per_class()) == len(categories)
 
 
 def _panoptic_head_inputs(model, images, targets) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]

@@ -20,23 +20,26 @@ from panopticapi.evaluation import pq_compute
 
 from unips.config import load_config
 from unips.datasets import PanopticDataset, collate_panoptic, synthetic
+from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_format import id2rgb, write_png
-from unips.models.build import build_model
+from unips.evaluation.segments import dataset_segments
+from unips.models.build import build_model, build_postprocessor
 
 STEPS = 100  # one-cycle at a high peak rate: PQ 93.9 / 93.9 / 94.2 (full / amx / heu) here, 60 s
 LR = 4e-3
 MODES = ("full", "amx", "heu")
 
 
-def _write_predictions(folder: Path, results: list[dict], annotations: list[dict], mode: str) -> Path:
+def _write_predictions(folder: Path, predictions: list[dict], annotations: list[dict], mode: str,
+                       categories: CategoryMap) -> Path:
     (folder / mode).mkdir(parents=True)
     anns = []
-    for result, ann in zip(results, annotations, strict=True):
-        out = result["by_mode"][mode]
-        write_png(folder / mode / ann["file_name"], id2rgb(out["panoptic"].numpy()))
+    for by_mode, ann in zip(predictions, annotations, strict=True):
+        prediction = by_mode[mode]
+        write_png(folder / mode / ann["file_name"], id2rgb(prediction.panoptic.numpy()))
         anns.append({"image_id": ann["image_id"], "file_name": ann["file_name"],
                      "segments_info": [{"id": s["id"], "category_id": s["category_id"], "iscrowd": 0}
-                                       for s in out["segments_info"]]})
+                                       for s in dataset_segments(prediction.segments, categories)]})
     path = folder / f"{mode}.json"
     path.write_text(json.dumps({"annotations": anns}))
     return path
@@ -50,7 +53,8 @@ def test_smoke_network_overfits_two_images_in_every_mode(tmp_path: Path) -> None
     images, targets = collate_panoptic([dataset[0], dataset[1]])
 
     torch.manual_seed(0)
-    model = build_model(load_config("smoke", ["eval.modes=[full, amx, heu]"]), dataset.categories).train()
+    cfg = load_config("smoke", ["eval.modes=[full, amx, heu]"])
+    model = build_model(cfg, dataset.categories).train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=LR, total_steps=STEPS, pct_start=0.1)
     first = None
@@ -65,12 +69,13 @@ def test_smoke_network_overfits_two_images_in_every_mode(tmp_path: Path) -> None
         schedule.step()
     assert total.item() < 0.1 * first
 
-    results = model.eval()(images, targets)
+    postprocess = build_postprocessor(cfg, dataset.categories)
+    predictions = [postprocess(output) for output in model.eval()(images, targets)]
     gt_json = root / "panoptic_train.json"
     annotations = json.loads(gt_json.read_text())["annotations"]
     pq = {}
     for mode in MODES:
-        pred_json = _write_predictions(tmp_path / "pred", results, annotations, mode)
+        pred_json = _write_predictions(tmp_path / "pred", predictions, annotations, mode, dataset.categories)
         with contextlib.redirect_stdout(io.StringIO()):
             scores = pq_compute(str(gt_json), str(pred_json), str(root / "panoptic_train"), str(tmp_path / "pred" / mode))
         pq[mode] = 100 * scores["All"]["pq"]

@@ -123,3 +123,13 @@ def check_segments_match(
             f"image id {image_id}: segment id(s) {missing_in_png} are in segments_info in {json_path} "
             f"but not in the PNG {png_path}"
         )
+
+
+def as_id_map(ids: Any, what: str, where: str) -> np.ndarray:
+    """A ``(H, W)`` integer id map from a numpy array or a (possibly CUDA) torch tensor, without copying on CPU."""
+    if hasattr(ids, "detach"):  # torch.Tensor, without importing torch here
+        ids = ids.detach().cpu().numpy()
+    ids = np.asarray(ids)
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
+        raise PanopticFormatError(f"{where}: the {what} map must be a 2-D integer array, got {ids.dtype} {ids.shape}")
+    return ids

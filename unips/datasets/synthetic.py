@@ -41,7 +41,7 @@ from PIL import Image
 
 from unips.datasets.categories import IGNORE_INDEX, Category, CategoryMap
 from unips.datasets.panoptic_format import id2rgb, mask_bbox_xywh, read_json, write_json, write_png
-from unips.evaluation.coco_ap import thing_annotations
+from unips.datasets.coco_instances import thing_annotations
 
 BOX, DISC, TRIANGLE = 1, 2, 3
 ROAD, WALL, SKY, GRASS = 7, 9, 11, 13

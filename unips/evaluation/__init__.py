@@ -7,7 +7,7 @@
     export        PanopticExporter: predictions as COCO panoptic PNG + JSON; colour pictures
     evaluator     PanopticEvaluator: process(outputs, targets) per batch, evaluate() -> flat metrics
     trim          trim_small_stuff: stuff segments below an area limit become void
-    perturb       plausible wrong predictions made from ground truth (tests, benchmarks)
+    segments      dataset_segments: the post-processor's segments (training ids) in dataset ids
 
 Import from the modules themselves (``from unips.evaluation.evaluator import PanopticEvaluator``):
 the package stays light, and ``python -m unips.evaluation.pq`` / ``.coco_ap`` run without re-import.

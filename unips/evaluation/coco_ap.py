@@ -25,65 +25,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_json import parse_panoptic_json
-from unips.datasets.panoptic_format import PanopticFormatError, mask_bbox_xywh, read_json, write_json
+from unips.datasets.coco_instances import rle_encode, thing_annotations
+from unips.datasets.panoptic_format import PanopticFormatError, as_id_map, read_json, write_json
 from unips.evaluation.pq_files import read_id_png
-from unips.evaluation.pq_stats import as_id_map
 
 
 def _numpy(x: Any) -> np.ndarray:
     return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
-
-
-def _rle(masks: np.ndarray) -> list[dict[str, Any]]:
-    """RLEs (counts as str, JSON-ready) of ``(N, H, W)`` boolean masks, encoded in one call."""
-    if len(masks) == 0:
-        return []
-    encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    for rle in encoded:
-        rle["counts"] = rle["counts"].decode("ascii")
-    return encoded
-
-
-def thing_annotations(
-    panoptic: Any,
-    segments_info: Sequence[dict[str, Any]],
-    categories: CategoryMap,
-    image_id: int | str,
-    first_id: int = 1,
-) -> list[dict[str, Any]]:
-    """COCO instance annotations of the thing segments of one panoptic ground truth.
-
-    Args:
-        panoptic: ``(H, W)`` segment ids (numpy or torch).
-        segments_info: ``id``, ``category_id`` (dataset id), ``iscrowd`` and, when known,
-            ``area`` and ``bbox`` (else counted in the map).
-        first_id: annotation id of the first instance; the others follow in order.
-
-    Returns:
-        ``id, image_id, category_id, segmentation (RLE), area, bbox (floats), iscrowd`` per thing.
-    """
-    ids = as_id_map(panoptic, "ground-truth", f"image id {image_id}")
-    things = [s for s in segments_info if categories.is_thing(categories.train_id(s["category_id"]))]
-    annotations = []
-    for k, seg in enumerate(things):  # one mask at a time: a hundred full-size masks would not fit
-        mask = ids == seg["id"]
-        (rle,) = _rle(mask[None])
-        annotations.append({
-            "id": first_id + k,
-            "image_id": image_id,
-            "category_id": seg["category_id"],
-            "segmentation": rle,
-            "area": seg["area"] if "area" in seg else int(mask.sum()),
-            "bbox": [float(v) for v in (seg["bbox"] if "bbox" in seg else mask_bbox_xywh(mask))],
-            "iscrowd": int(seg.get("iscrowd", 0)),
-        })
-    return annotations
 
 
 def instances_from_panoptic(gt_json: str | os.PathLike[str],
@@ -131,7 +84,7 @@ def detections_to_coco(image_id: int | str, detections: dict[str, Any], categori
             masks = masks[:, 0]
         if len(masks) != len(boxes):
             raise PanopticFormatError(f"{where}: {len(masks)} masks for {len(boxes)} boxes")
-        for result, rle in zip(box_results, _rle(masks >= mask_threshold), strict=True):
+        for result, rle in zip(box_results, rle_encode(masks >= mask_threshold), strict=True):
             mask_results.append({"image_id": image_id, "category_id": result["category_id"],
                                  "segmentation": rle, "score": result["score"]})
     return box_results, mask_results

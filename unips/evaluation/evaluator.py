@@ -41,6 +41,7 @@ from unips.evaluation.coco_ap import CocoAP
 from unips.evaluation.export import PanopticExporter, write_visualizations
 from unips.evaluation.pq_stats import FIRST_SEGMENT, VOID_INDEX, PQAccumulator, Segments
 from unips.evaluation.semantic import ConfusionMatrix
+from unips.evaluation.trim import trim_small_stuff
 
 
 def panoptic_confusion(counts: np.ndarray, gt: Segments, pred: Segments, num_classes: int) -> np.ndarray:
@@ -72,7 +73,7 @@ class PanopticEvaluator:
     Args:
         categories: the dataset's categories.
         trim_stuff: set predicted stuff segments below ``stuff_area_limit`` pixels to void
-            before PQ (paper Appendix C).
+            before PQ and export (paper Appendix C).
         compute_ap: run COCOeval on ``detections`` (boxes, and masks when every image has them).
         instances: a COCO instances JSON for AP; default: derived from the targets' panoptic maps,
             which are in the evaluated frame even after resizing.
@@ -142,7 +143,16 @@ class PanopticEvaluator:
                 self.ap.add_detections(image_id, output["detections"])
                 self._seen_detections = True
             if self.exporter is not None:
-                self._export(output, target, images[index] if images is not None else None)
+                self._export(self._as_scored(output), target, images[index] if images is not None else None)
+
+    def _as_scored(self, output: dict[str, Any]) -> dict[str, Any]:
+        """The output as PQ scores it: with trimming on, small stuff segments are void in the export too."""
+        if self.stuff_area_limit is None:
+            return output
+        things = [self.categories.dataset_id(t) for t in self.categories.thing_train_ids]
+        panoptic, segments = trim_small_stuff(np.asarray(output["panoptic"]), output["segments_info"], things,
+                                              self.stuff_area_limit)
+        return {**output, "panoptic": panoptic, "segments_info": segments}
 
     def _export(self, output: dict[str, Any], target: dict[str, Any], image: Any) -> None:
         assert self.exporter is not None and self.export_dir is not None

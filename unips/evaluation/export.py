@@ -23,8 +23,8 @@ import pandas as pd
 from PIL import Image
 
 from unips.datasets.categories import CategoryMap
-from unips.datasets.panoptic_format import PanopticFormatError, VOID_ID, id2rgb, mask_bbox_xywh, write_json
-from unips.evaluation.pq_stats import as_id_map, parse_segments
+from unips.datasets.panoptic_format import VOID_ID, PanopticFormatError, as_id_map, id2rgb, mask_bbox_xywh, write_json
+from unips.evaluation.pq_stats import parse_segments
 from unips.evaluation.visualize import colorize_panoptic, overlay, side_by_side
 
 

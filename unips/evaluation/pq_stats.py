@@ -49,22 +49,12 @@ import numpy as np
 import pandas as pd
 
 from unips.datasets.categories import CategoryMap
-from unips.datasets.panoptic_format import MAX_SEGMENT_ID, VOID_ID, PanopticFormatError
+from unips.datasets.panoptic_format import MAX_SEGMENT_ID, VOID_ID, PanopticFormatError, as_id_map
 from unips.evaluation.trim import trim_small_stuff
 
 # Rows / columns of the joint histogram before the segments: ids missing from
 # segments_info, then VOID; segment k of segments_info is at index k + FIRST_SEGMENT.
 UNLISTED, VOID_INDEX, FIRST_SEGMENT = 0, 1, 2
-
-
-def as_id_map(ids: Any, what: str, where: str) -> np.ndarray:
-    """A ``(H, W)`` integer id map from a numpy array or a (possibly CUDA) torch tensor, without copying on CPU."""
-    if hasattr(ids, "detach"):  # torch.Tensor, without importing torch here
-        ids = ids.detach().cpu().numpy()
-    ids = np.asarray(ids)
-    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
-        raise PanopticFormatError(f"{where}: the {what} map must be a 2-D integer array, got {ids.dtype} {ids.shape}")
-    return ids
 
 
 @dataclass(frozen=True)

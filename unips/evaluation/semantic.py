@@ -14,8 +14,7 @@ from typing import Any
 import numpy as np
 
 from unips.datasets.categories import IGNORE_INDEX
-from unips.datasets.panoptic_format import PanopticFormatError
-from unips.evaluation.pq_stats import as_id_map
+from unips.datasets.panoptic_format import PanopticFormatError, as_id_map
 
 
 class ConfusionMatrix:

@@ -68,27 +68,6 @@ def affinity_product(
     return torch.addmm(psi, (small * gain).T, q1)  # (C, K)-sized work before the one (K, n) product
 
 
-def naive_affinity_product(
-    psi: torch.Tensor,
-    q0: torch.Tensor,
-    q1: torch.Tensor,
-    scale: AffinityScale = "pixels",
-    centre: bool = False,
-    gain: torch.Tensor | float = 1.0,
-) -> torch.Tensor:
-    """Reference only: forms the ``(n, n)`` affinity matrix. Same arguments as :func:`affinity_product`."""
-    n = psi.shape[1]
-    affinity = q1.T @ q0  # (n, n): A_ij = phi1(Q)_i . phi0(Q)_j
-    if centre:  # phi1_i . (phi0_j - mean_l phi0_l) = A_ij - mean_l A_il
-        affinity = affinity - affinity.mean(dim=1, keepdim=True)
-    correction = (affinity @ psi.T).T  # (K, n)
-    if scale == "pixels":
-        correction = correction / n
-    elif scale == "mass":
-        correction = correction / psi.sum(dim=1, keepdim=True).clamp(min=MASS_FLOOR)
-    return psi + gain * correction
-
-
 class AffinityHead(nn.Module):
     """Affinity features ``Q`` from the FPN, and the affinity operation applied per image.
 

@@ -22,8 +22,9 @@ from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 _RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
-#: FPN levels in the feature dict: P2..P5 ("0".."3") at strides 4..32, and P6 ("pool") for the RPN.
-FEATURE_STRIDES = {"0": 4, "1": 8, "2": 16, "3": 32, "pool": 64}
+#: The FPN levels P2..P5 in the feature dict (torchvision's names), at strides 4, 8, 16, 32; the RPN
+#: also gets P6 as "pool".
+FPN_LEVELS = ("0", "1", "2", "3")
 
 
 def _norm_layer(norm: Literal["frozen_bn", "bn", "gn"]) -> type[nn.Module] | object:

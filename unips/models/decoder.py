@@ -14,7 +14,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-LEVELS = ("0", "1", "2", "3")  # P2..P5 at strides 4, 8, 16, 32
+from unips.models.backbone import FPN_LEVELS
+
+#: The stride of the decoder's output (that of P2), and so of ``V``, ``Q``, ``Psi`` and ``P``.
+OUTPUT_STRIDE = 4
 
 
 class _ConvGNReLU(nn.Sequential):
@@ -39,14 +42,14 @@ class FPNDecoder(nn.Module):
     def __init__(self, in_channels: int, channels: int, out_channels: int) -> None:
         super().__init__()
         self.levels = nn.ModuleList()
-        for level in range(len(LEVELS)):
+        for level in range(len(FPN_LEVELS)):
             blocks = [_ConvGNReLU(in_channels if i == 0 else channels, channels) for i in range(max(1, level))]
             self.levels.append(nn.ModuleList(blocks))
         self.predictor = nn.Conv2d(channels, out_channels, 1)
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         total = None
-        for level, blocks in zip(LEVELS, self.levels, strict=True):
+        for level, blocks in zip(FPN_LEVELS, self.levels, strict=True):
             x = features[level]
             for block in blocks:
                 x = block(x)

@@ -31,14 +31,12 @@ from torchvision.models.detection.roi_heads import (
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 from torchvision.ops import MultiScaleRoIAlign
 
+from unips.models.backbone import FPN_LEVELS
 from unips.models.losses import lovasz_hinge
 
 #: One image's detections: ``boxes`` (D, 4) x1 y1 x2 y2 in image pixels, ``scores`` (D,), ``labels`` (D,)
 #: training ids.
 Detections = dict[str, torch.Tensor]
-
-_ROI_LEVELS = ["0", "1", "2", "3"]
-
 
 class Detector(nn.Module):
     """RPN + RoI box head (+ optional mask head) with the panoptic network's label space.
@@ -48,6 +46,8 @@ class Detector(nn.Module):
         roi_heads: torchvision ``RoIHeads`` (with or without the mask branch).
         thing_train_ids: training id of each thing class, in detector label order 1..N.
         mask_loss: ``"bce"`` (Mask R-CNN) or ``"lovasz"`` (Lovasz hinge, as the paper).
+        test_proposals: the RPN's test-time count; in training the detections handed on to the
+            panoptic head come from this many proposals, as at inference.
     """
 
     def __init__(
@@ -56,11 +56,13 @@ class Detector(nn.Module):
         roi_heads: RoIHeads,
         thing_train_ids: Sequence[int],
         mask_loss: Literal["bce", "lovasz"] = "lovasz",
+        test_proposals: int = 1000,
     ) -> None:
         super().__init__()
         self.rpn = rpn
         self.roi_heads = roi_heads
         self.mask_loss = mask_loss
+        self.test_proposals = test_proposals
         to_detector = torch.zeros(max(thing_train_ids) + 1, dtype=torch.int64)
         to_detector[list(thing_train_ids)] = torch.arange(1, len(thing_train_ids) + 1)
         self.register_buffer("_to_detector", to_detector, persistent=False)
@@ -97,8 +99,7 @@ class Detector(nn.Module):
             losses = {"loss_rpn_objectness": rpn_losses["loss_objectness"], "loss_rpn_box": rpn_losses["loss_rpn_box_reg"]}
             losses.update(self._roi_losses(features, proposals, images.image_sizes, det_targets))
             # The panoptic head sees what inference would produce: the test-time number of proposals.
-            top = self.rpn._post_nms_top_n["testing"]
-            proposals = [p[:top] for p in proposals]
+            proposals = [p[: self.test_proposals] for p in proposals]
         return self._detect(features, proposals, images.image_sizes), losses
 
     def _detect(
@@ -208,17 +209,17 @@ def build_detector(
     mask_parts: dict[str, nn.Module] = {}
     if with_masks:
         mask_parts = {
-            "mask_roi_pool": MultiScaleRoIAlign(_ROI_LEVELS, 14, 2),
+            "mask_roi_pool": MultiScaleRoIAlign(list(FPN_LEVELS), 14, 2),
             "mask_head": MaskRCNNHeads(in_channels, [mask_head_channels] * 4, 1),
             "mask_predictor": MaskRCNNPredictor(mask_head_channels, mask_head_channels, num_classes),
         }
     roi_heads = RoIHeads(
-        MultiScaleRoIAlign(_ROI_LEVELS, 7, 2), box_head, box_predictor,
+        MultiScaleRoIAlign(list(FPN_LEVELS), 7, 2), box_head, box_predictor,
         fg_iou_thresh=0.5, bg_iou_thresh=0.5, batch_size_per_image=box_batch_size_per_image, positive_fraction=0.25,
         bbox_reg_weights=None, score_thresh=score_thresh, nms_thresh=nms_thresh,
         detections_per_img=detections_per_image, **mask_parts,
     )
-    return Detector(rpn, roi_heads, thing_train_ids, mask_loss)
+    return Detector(rpn, roi_heads, thing_train_ids, mask_loss, test_proposals=rpn_post_nms_top_n[1])
 
 
 def paste_full_resolution(mask_probs: torch.Tensor, boxes: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ Coordinates are image pixels; a frame of stride ``s`` has pixel ``j`` centred at
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def pixel_centres(size: int, stride: float, like: torch.Tensor) -> torch.Tensor:
@@ -57,3 +58,30 @@ def paste_masks(masks: torch.Tensor, boxes: torch.Tensor, height: int, width: in
     ry = _tent_weights(pixel_centres(height, stride, masks), boxes[:, 1], boxes[:, 3], cells)  # (D, h, M)
     rx = _tent_weights(pixel_centres(width, stride, masks), boxes[:, 0], boxes[:, 2], cells)  # (D, w, M)
     return ry @ masks @ rx.transpose(1, 2)
+
+
+def upsampled_argmax(logits: torch.Tensor, height: int, width: int, stride: int, chunk: int = 16) -> torch.Tensor:
+    """Argmax over channels after bilinear upsampling by ``stride``, cropped to ``(height, width)``.
+
+    Args:
+        logits: ``(K, h, w)`` with ``h * stride >= height`` and ``w * stride >= width``.
+
+    Returns:
+        ``(height, width)`` int64 channel indices. Channels are upsampled ``chunk`` at a time so a
+        full-resolution ``(K, H, W)`` tensor never exists.
+    """
+    size = (logits.shape[1] * stride, logits.shape[2] * stride)
+    best_value = best_index = None
+    for start in range(0, logits.shape[0], chunk):
+        up = F.interpolate(logits[None, start : start + chunk], size=size, mode="bilinear", align_corners=False)[0]
+        up = up[:, :height, :width]
+        value, index = up.max(dim=0)
+        index = index + start
+        if best_value is None:
+            best_value, best_index = value, index
+        else:
+            better = value > best_value  # ties keep the lower channel, as a single argmax would
+            best_value = torch.where(better, value, best_value)
+            best_index = torch.where(better, index, best_index)
+    assert best_index is not None
+    return best_index

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from unips.models.affinity import AffinityHead
+from unips.models.decoder import OUTPUT_STRIDE
 from unips.models.potential import Variant, dynamic_potential
 
 
@@ -18,11 +19,15 @@ class PanopticHead(nn.Module):
         stuff_classes: training ids of the stuff classes, one full-image channel each (first).
         variant: potential head variant ``"A"``, ``"B"`` or ``"C"``.
         affinity: the affinity head (the ablation's ``aff``), or None for ``P = Psi``.
-        stride: image pixels per pixel of ``V`` (4).
+        stride: image pixels per pixel of ``V``.
     """
 
     def __init__(
-        self, stuff_classes: Sequence[int], variant: Variant = "B", affinity: AffinityHead | None = None, stride: int = 4
+        self,
+        stuff_classes: Sequence[int],
+        variant: Variant = "B",
+        affinity: AffinityHead | None = None,
+        stride: int = OUTPUT_STRIDE,
     ) -> None:
         super().__init__()
         self.stuff_classes = list(stuff_classes)

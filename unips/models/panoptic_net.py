@@ -8,7 +8,10 @@
         categories=categories,
     )
     losses = model(images, targets)          # training: dict of weighted losses; sum them
-    results = model.eval()(images, targets)  # evaluation: one dict per image
+    outputs = model.eval()(images, targets)  # evaluation: one ImageOutput per image (V, Psi, P, detections)
+
+A :class:`~unips.models.postprocess.PanopticPostprocessor` beside the network reads the
+panoptic answer of each inference mode from an :class:`ImageOutput`.
 
 Training and inference run the same path: the detector's own (decoded, NMS'd, top-k)
 detections build ``Psi``, the affinity head revises it into ``P``, and the
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -28,19 +32,44 @@ from torchvision.models.detection.image_list import ImageList
 
 from unips.datasets.categories import IGNORE_INDEX, CategoryMap
 from unips.models.backbone import ResNetFPN
-from unips.models.decoder import FPNDecoder
+from unips.models.decoder import OUTPUT_STRIDE, FPNDecoder
 from unips.models.detector import Detections, Detector, paste_full_resolution
-from unips.models.geometry import paste_masks
-from unips.models.inference import channels_to_panoptic, finish_segments, heuristic_merge, upsampled_argmax
+from unips.models.geometry import paste_masks, upsampled_argmax
 from unips.models.losses import semantic_loss
 from unips.models.matching import match_detections, panoptic_cross_entropy, pixel_targets, downsample_ids
 from unips.models.panoptic_head import PanopticHead
 
-InferenceMode = Literal["full", "amx", "heu"]
 _MEAN = (0.485, 0.456, 0.406)  # ImageNet statistics, as torchvision's ResNet weights expect
 _STD = (0.229, 0.224, 0.225)
-STRIDE = 4  # of V, Q, Psi and P
+STRIDE = OUTPUT_STRIDE  # of V, Q, Psi and P
 LOG_FLOOR = 1e-4  # P is floored here before the log of logits_form="log" (P is 0 outside a box)
+
+
+@dataclass
+class ImageOutput:
+    """What the network answers for one image in evaluation, all on the CPU.
+
+    Attributes:
+        image_id: the target's ``image_id``, or None when no target was given.
+        semantic: ``(H, W)`` int64 argmax of ``V`` upsampled to the image, training ids.
+        psi: ``(K, h, w)`` the potential on its stride-4 frame; channels are the stuff classes, then
+            the kept detections.
+        p: ``(K, h, w)`` the potential revised by the affinities, or None without the affinity head.
+        channel_classes: ``K`` training ids, one per channel.
+        channel_scores: ``K`` scores (1 for stuff channels).
+        detections: every raw detection, for AP: ``boxes`` (D, 4), ``scores`` (D,), ``labels`` (D,)
+            training ids, and with the mask head ``masks`` (D, H, W) bool.
+        kept: ``(D,)`` bool, the detections that made channels (``score >= score_thresh``).
+    """
+
+    image_id: Any
+    semantic: torch.Tensor
+    psi: torch.Tensor
+    p: torch.Tensor | None
+    channel_classes: list[int]
+    channel_scores: list[float]
+    detections: dict[str, torch.Tensor]
+    kept: torch.Tensor
 
 
 class UnifiedPanopticNet(nn.Module):
@@ -64,10 +93,7 @@ class UnifiedPanopticNet(nn.Module):
         train_detections: detections fed to the panoptic head in training: ``"all"`` the detector
             returns, or only those that inference keeps (``"inference"``: score >= ``score_thresh``).
         loss_weights: ``detection``, ``semantic``, ``panoptic`` multipliers.
-        inference_modes: panoptic outputs produced in evaluation; the first is the main one.
         score_thresh: detections at least this confident enter the panoptic head at inference.
-        heu_overlap_thresh: the heuristic merge keeps an instance if less than this share is taken.
-        trim_stuff, stuff_area_limit: small stuff segments to void after every mode.
     """
 
     def __init__(
@@ -87,19 +113,9 @@ class UnifiedPanopticNet(nn.Module):
         logits_form: Literal["raw", "log"] = "log",
         train_detections: Literal["all", "inference"] = "inference",
         loss_weights: Mapping[str, float] | None = None,
-        inference_modes: Sequence[InferenceMode] = ("full",),
         score_thresh: float = 0.5,
-        heu_overlap_thresh: float = 0.5,
-        trim_stuff: bool = True,
-        stuff_area_limit: int = 4096,
     ) -> None:
         super().__init__()
-        if "full" in inference_modes and panoptic_head.affinity is None:
-            raise ValueError("inference mode 'full' (argmax of P) needs the affinity head")
-        if "heu" in inference_modes and not detector.with_masks:
-            raise ValueError("inference mode 'heu' (heuristic merge of masks) needs the mask head")
-        if panoptic_head.affinity is not None and not end_to_end:
-            raise ValueError("the affinity head learns only through the panoptic loss: it needs end_to_end")
         self.backbone = backbone
         self.semantic_head = semantic_head
         self.detector = detector
@@ -114,11 +130,7 @@ class UnifiedPanopticNet(nn.Module):
         self.logits_form = logits_form
         self.train_detections = train_detections
         self.loss_weights = {"detection": 0.25, "semantic": 1.0, "panoptic": 1.0, **(loss_weights or {})}
-        self.inference_modes = list(inference_modes)
         self.score_thresh = score_thresh
-        self.heu_overlap_thresh = heu_overlap_thresh
-        self.trim_stuff = trim_stuff
-        self.stuff_area_limit = stuff_area_limit
         self._stuff_channel = {train_id: k for k, train_id in enumerate(panoptic_head.stuff_classes)}
         self.register_buffer("_mean", torch.tensor(_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("_std", torch.tensor(_STD).view(3, 1, 1), persistent=False)
@@ -139,13 +151,13 @@ class UnifiedPanopticNet(nn.Module):
         images: Sequence[torch.Tensor],
         targets: Sequence[Mapping[str, Any]] | None = None,
         panoptic_scale: float = 1.0,
-    ) -> dict[str, torch.Tensor] | list[dict[str, Any]]:
+    ) -> dict[str, torch.Tensor] | list[ImageOutput]:
         """Training: ``images`` ``(3, H_i, W_i)`` and dataset ``targets`` -> weighted losses.
 
         ``panoptic_scale`` multiplies the panoptic loss (its warm-up); at 0 the panoptic head is skipped.
 
-        Evaluation: -> one result per image (see :meth:`_infer`); ``targets`` are optional
-        and only lend their ``image_id``.
+        Evaluation: -> one :class:`ImageOutput` per image; ``targets`` are optional and only lend
+        their ``image_id``.
         """
         batch = self._batch(images)
         features = self.backbone(batch.tensors)
@@ -273,13 +285,7 @@ class UnifiedPanopticNet(nn.Module):
         features: Mapping[str, torch.Tensor],
         semantic_logits: torch.Tensor,
         targets: Sequence[Mapping[str, Any]] | None,
-    ) -> list[dict[str, Any]]:
-        """Per image: ``image_id``; ``panoptic`` ``(H, W)`` int64 segment ids and ``segments_info``
-        (``id``, ``category_id`` (dataset id), ``isthing``, ``area``, ``bbox``, ``score``) of the first
-        mode, and of every mode under ``by_mode``; ``semantic`` ``(H, W)`` int64 argmax of ``V`` in
-        training ids; ``detections``: the raw detector output for AP, ``boxes`` (D, 4), ``scores``,
-        ``labels`` (training ids), ``masks`` ``(D, H, W)`` bool. All on the CPU.
-        """
+    ) -> list[ImageOutput]:
         raw, _ = self.detector(batch, features)
         keep = [self._kept(d) for d in raw]
         kept = [{k: v[m] for k, v in d.items()} for d, m in zip(raw, keep, strict=True)]
@@ -287,41 +293,22 @@ class UnifiedPanopticNet(nn.Module):
         mask_probs = self.detector.mask_probs(features, raw, batch.image_sizes) if self.detector.with_masks else None
         kept_masks = None if mask_probs is None else [p[m] for p, m in zip(mask_probs, keep, strict=True)]
         panoptic_inputs = self._panoptic_inputs(batch, features, semantic_logits, kept, masks=kept_masks)
-        results = []
+        stuff = self.panoptic_head.stuff_classes
+        outputs = []
         for i, (height, width) in enumerate(batch.image_sizes):
             h, w = math.ceil(height / STRIDE), math.ceil(width / STRIDE)
-            semantic = upsampled_argmax(semantic_logits[i, :, :h, :w], height, width, STRIDE)
-            full_masks = None
-            if mask_probs is not None:
-                full_masks = paste_full_resolution(mask_probs[i], raw[i]["boxes"], height, width)
-            psi, p = panoptic_inputs[i]
-            by_mode = {}
-            for mode in self.inference_modes:
-                if mode == "heu":
-                    assert full_masks is not None
-                    kept_cpu = keep[i].cpu()
-                    panoptic, segments = heuristic_merge(
-                        full_masks.cpu()[kept_cpu].numpy(), kept[i]["scores"].cpu().numpy(),
-                        kept[i]["labels"].cpu().numpy(), semantic.cpu().numpy(), self.categories,
-                        self.score_thresh, self.heu_overlap_thresh)
-                else:
-                    channels = upsampled_argmax(p if mode == "full" else psi, height, width, STRIDE)
-                    classes = self.panoptic_head.stuff_classes + kept[i]["labels"].tolist()
-                    scores = [1.0] * len(self.panoptic_head.stuff_classes) + kept[i]["scores"].tolist()
-                    panoptic, segments = channels_to_panoptic(channels.cpu().numpy(), classes, scores, self.categories)
-                panoptic, segments = finish_segments(panoptic, segments, self.categories, self.trim_stuff,
-                                                     self.stuff_area_limit)
-                by_mode[mode] = {"panoptic": torch.from_numpy(panoptic), "segments_info": segments}
-            main = by_mode[self.inference_modes[0]]
             detections = {k: v.cpu() for k, v in raw[i].items()}
-            if full_masks is not None:
-                detections["masks"] = full_masks.cpu()
-            results.append({
-                "image_id": None if targets is None else targets[i].get("image_id"),
-                "panoptic": main["panoptic"],
-                "segments_info": main["segments_info"],
-                "by_mode": by_mode,
-                "semantic": semantic.cpu(),
-                "detections": detections,
-            })
-        return results
+            if mask_probs is not None:
+                detections["masks"] = paste_full_resolution(mask_probs[i], raw[i]["boxes"], height, width).cpu()
+            psi, p = panoptic_inputs[i]
+            outputs.append(ImageOutput(
+                image_id=None if targets is None else targets[i].get("image_id"),
+                semantic=upsampled_argmax(semantic_logits[i, :, :h, :w], height, width, STRIDE).cpu(),
+                psi=psi.cpu(),
+                p=None if p is None else p.cpu(),
+                channel_classes=stuff + kept[i]["labels"].tolist(),
+                channel_scores=[1.0] * len(stuff) + kept[i]["scores"].tolist(),
+                detections=detections,
+                kept=keep[i].cpu(),
+            ))
+        return outputs

@@ -142,12 +142,12 @@ def _evaluate_checkpoint(checkpoint: Path, trim_stuff: bool) -> dict[str, float]
     # Imported here: the driver plans studies without building models.
     from unips.datasets.build import build_dataset
     from unips.platform.checkpoint import model_from_checkpoint
-    from unips.platform.evaluate import evaluate
+    from unips.platform.evaluate import evaluate_as_configured
 
     model, cfg, categories, _ = model_from_checkpoint(checkpoint)
-    model.trim_stuff = trim_stuff
+    cfg.eval.trim_stuff = trim_stuff
     dataset = build_dataset(cfg.data, cfg.data.val_split, train=False)
-    return evaluate(model, dataset, categories, max_images=cfg.eval.max_images).metrics
+    return evaluate_as_configured(model, cfg, dataset, categories).metrics
 
 
 def concurrency(cfg: Config) -> int:

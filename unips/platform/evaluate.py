@@ -1,9 +1,9 @@
-"""One pass of a trained network over a split, scored in every inference mode it produces.
+"""One pass of a trained network over a split, scored in every inference mode of a post-processor.
 
-The network returns all configured modes from one forward pass (``by_mode``); each
-mode gets its own :class:`~unips.evaluation.evaluator.PanopticEvaluator`. Semantic
-IoU and COCO AP do not depend on the mode, so they are computed once, with the first.
-Stuff trimming is the network's own post-processing, so the evaluators do not trim again.
+The network runs once per batch; the post-processor reads every mode's answer from its
+outputs, and each mode gets its own :class:`~unips.evaluation.evaluator.PanopticEvaluator`
+(which also trims small stuff, when asked). Semantic IoU and COCO AP do not depend on the
+mode, so they are computed once, with the first.
 """
 
 from __future__ import annotations
@@ -16,10 +16,14 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from unips.config import Config
 from unips.datasets import collate_panoptic
 from unips.datasets.categories import CategoryMap
 from unips.evaluation.evaluator import PanopticEvaluator
+from unips.evaluation.segments import dataset_segments
+from unips.models.build import build_postprocessor
 from unips.models.panoptic_net import UnifiedPanopticNet
+from unips.models.postprocess import PanopticPostprocessor
 
 
 @dataclass
@@ -46,25 +50,30 @@ class EvaluationResult:
 @torch.no_grad()
 def evaluate(
     model: UnifiedPanopticNet,
+    postprocessor: PanopticPostprocessor,
     dataset: Dataset,
     categories: CategoryMap,
     *,
+    trim_stuff: bool = True,
+    stuff_area_limit: int = 4096,
     max_images: int | None = None,
     export_dir: str | Path | None = None,
     num_visualizations: int = 0,
     batch_size: int = 2,
 ) -> EvaluationResult:
-    """Run ``model`` (in evaluation mode) over ``dataset`` and score every mode of ``model.inference_modes``.
+    """Run ``model`` (in evaluation mode) over ``dataset`` and score every mode of ``postprocessor``.
 
+    ``trim_stuff``: stuff segments below ``stuff_area_limit`` pixels become void before scoring.
     With ``export_dir``, each mode's predictions go to ``export_dir/<mode>/`` as COCO panoptic
     PNG + JSON, with ``num_visualizations`` pictures of ground truth against prediction.
     """
     if max_images is not None:
         dataset = Subset(dataset, range(min(max_images, len(dataset))))
-    modes = list(model.inference_modes)
+    modes = [str(mode) for mode in postprocessor.modes]
     export_dirs = {mode: Path(export_dir) / mode for mode in modes} if export_dir is not None else {}
     evaluators = {
-        mode: PanopticEvaluator(categories, trim_stuff=False, compute_ap=(k == 0), export_dir=export_dirs.get(mode),
+        mode: PanopticEvaluator(categories, trim_stuff=trim_stuff, stuff_area_limit=stuff_area_limit,
+                                compute_ap=(k == 0), export_dir=export_dirs.get(mode),
                                 num_visualizations=num_visualizations)
         for k, mode in enumerate(modes)
     }
@@ -73,14 +82,23 @@ def evaluate(
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_panoptic)
     for images, targets in loader:
         outputs = model(images, targets)
+        predictions = [postprocessor(out) for out in outputs]
         for k, mode in enumerate(modes):
             per_mode: list[dict[str, Any]] = [
-                {**out, "panoptic": out["by_mode"][mode]["panoptic"],
-                 "segments_info": out["by_mode"][mode]["segments_info"],
-                 "semantic": out["semantic"] if k == 0 else None}
-                for out in outputs
+                {"image_id": out.image_id, "panoptic": by_mode[mode].panoptic,
+                 "segments_info": dataset_segments(by_mode[mode].segments, categories),
+                 "semantic": out.semantic if k == 0 else None, "detections": out.detections}
+                for out, by_mode in zip(outputs, predictions, strict=True)
             ]
             evaluators[mode].process(per_mode, targets, images)
     model.train(was_training)
     metrics = {f"{mode}/{name}": value for mode, ev in evaluators.items() for name, value in ev.evaluate().items()}
     return EvaluationResult(metrics, {mode: ev.per_class() for mode, ev in evaluators.items()}, export_dirs)
+
+
+def evaluate_as_configured(model: UnifiedPanopticNet, cfg: Config, dataset: Dataset, categories: CategoryMap,
+                           **options: Any) -> EvaluationResult:
+    """:func:`evaluate` with the modes, overlap rule, stuff trimming and image count of ``cfg.eval``."""
+    return evaluate(model, build_postprocessor(cfg, categories), dataset, categories,
+                    trim_stuff=cfg.eval.trim_stuff, stuff_area_limit=cfg.eval.stuff_area_limit,
+                    max_images=cfg.eval.max_images, **options)
