@@ -7,8 +7,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -24,19 +25,43 @@ def _history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     return sorted((m.step, m.value) for m in MlflowClient(uri).get_metric_history(run_id, key))
 
 
+def failing_once_before(step: int, marker: Path) -> Callable[[dict[str, Any]], None]:
+    """The standard training loop, whose first attempt raises when it is about to train ``step``."""
+
+    def loop(config: dict[str, Any]) -> None:
+        import unips.platform.train_loop as train_loop  # in the Ray worker
+
+        original = train_loop.train_step
+
+        def train_step(*args: Any, step: int, **kwargs: Any) -> Any:
+            if step == failing_step and not marker.exists():
+                marker.touch()
+                raise RuntimeError(f"failure injected at step {step} (fault-tolerance test)")
+            return original(*args, step=step, **kwargs)
+
+        train_loop.train_step = train_step
+        try:
+            train_loop.train_loop_per_worker(config)
+        finally:
+            train_loop.train_step = original
+
+    failing_step = step
+    return loop
+
+
 def test_a_worker_failure_restarts_from_the_last_checkpoint_and_repeats_the_uninterrupted_losses(
     local_ray: None, tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    runs = {}
-    for name, fail_at in (("uninterrupted", None), ("restarted", 5)):
-        cfg = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
-                          "platform.max_failures=1", "eval.max_images=1", "eval.modes=[amx]", "seed=11")
-        # Step 5 is logged, then the worker raises; the restart begins after the step-4 checkpoint.
-        runs[name] = launch_training(cfg, workdir=tmp_path, run_name=name, tracking_uri=uri, fail_once_at_step=fail_at)
-    restarted = runs["restarted"]
-    assert (restarted.run_dir / ".failed_once").exists()
-    assert not (runs["uninterrupted"].run_dir / ".failed_once").exists()
+    cfg = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
+                      "platform.max_failures=1", "eval.max_images=1", "eval.modes=[amx]", "seed=11")
+    uninterrupted = launch_training(cfg, workdir=tmp_path, run_name="uninterrupted", tracking_uri=uri)
+    # Step 5 is logged, then the worker raises before step 6; the restart begins after the step-4 checkpoint.
+    marker = tmp_path / "failed_once"
+    restarted = launch_training(cfg, workdir=tmp_path, run_name="restarted", tracking_uri=uri,
+                                train_loop=failing_once_before(6, marker))
+    assert marker.exists()
+    runs = {"uninterrupted": uninterrupted, "restarted": restarted}
     assert restarted.metrics["step"] == 6 and load_state(restarted.checkpoint)["step"] == 6
     for key in ("loss/total", "loss/semantic", "loss/panoptic", "loss/box_cls", "lr"):
         again = _history(uri, restarted.mlflow_run_id, key)

@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
@@ -69,8 +70,8 @@ def launch_training(
     tracking_uri: str | None = None,
     workdir: str | Path | None = None,
     tags: dict[str, str] | None = None,
-    fail_once_at_step: int | None = None,
     callbacks: list[Any] | None = None,
+    train_loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
 ) -> TrainingOutcome:
     """Train ``cfg`` on the Ray instance this process is connected to (or a local one).
 
@@ -81,8 +82,8 @@ def launch_training(
             or ``sqlite:///<workdir>/mlflow.db``).
         workdir: what relative paths are relative to (default: the current folder).
         tags: extra MLflow tags of the run.
-        fail_once_at_step: raise in the first attempt at this step (to test fault tolerance).
         callbacks: Ray Train callbacks, e.g. Ray Tune's ``TuneReportCallback`` when a Tune trial trains.
+        train_loop: the per-worker function (tests wrap the standard one to inject faults).
     """
     workdir = Path(workdir or Path.cwd()).resolve()
     cfg = absolute_paths(cfg, workdir)
@@ -114,11 +115,9 @@ def launch_training(
     # Ray Train routes print() to its logger; that ignores contextlib.redirect_stdout (pycocotools'
     # tables came through) and doubles lines once MLflow wraps stdout. Plain print is what we want.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    loop_config: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "tracking": {"uri": uri, "run_id": run_id}}
-    if fail_once_at_step is not None:
-        loop_config["fail_once"] = {"step": fail_once_at_step, "marker": str(storage / run_name / ".failed_once")}
+    loop_config = {"config": cfg.model_dump(mode="json"), "tracking": {"uri": uri, "run_id": run_id}}
     trainer = TorchTrainer(
-        train_loop_per_worker,
+        train_loop,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=cfg.platform.num_workers, use_gpu=cfg.platform.use_gpu,
                                      resources_per_worker={"CPU": cfg.platform.cpus_per_worker}),

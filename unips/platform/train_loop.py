@@ -9,10 +9,12 @@ from the last one (``FailureConfig``) and a stopped run resumes from it.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +25,12 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from unips.config import Config
-from unips.datasets import collate_panoptic
+from unips.datasets import PanopticDataset, collate_panoptic
+from unips.datasets.categories import CategoryMap
 from unips.datasets.build import build_dataset
 from unips.models.build import build_model
 from unips.platform.checkpoint import load_state, rng_state, save_state, set_rng_state
-from unips.platform.evaluate import evaluate
+from unips.platform.evaluate import evaluate_as_configured
 from unips.platform.sampler import InfiniteShardedSampler
 from unips.platform.schedule import build_optimizer, build_scheduler, panoptic_loss_factor
 from unips.platform.tracking import MetricLogger
@@ -89,132 +92,167 @@ def train_step(
     return total, losses
 
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train's per-worker function. ``config``: ``config`` (a :class:`Config` dump), ``tracking``
-    (``uri``, ``run_id``) and optionally ``fail_once`` (``step``, ``marker``: raise once at that step,
-    for testing fault tolerance).
-    """
-    cfg = Config.model_validate(config["config"])
-    context = ray.train.get_context()
-    rank, world = context.get_world_rank(), context.get_world_size()
-    device = ray.train.torch.get_device()
-    amp = cfg.optim.amp and device.type == "cuda"
-    per_worker = cfg.optim.images_per_batch // world
+@dataclass
+class Trainee:
+    """What a worker trains and a checkpoint holds: the network and its optimisation state."""
 
-    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
-    categories = train_set.categories
-    seed_everything(cfg.seed)  # identical initial weights on every rank
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    step: int = 0
+
+    def state(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step}
+
+
+def build_trainee(cfg: Config, categories: CategoryMap, device: torch.device) -> Trainee:
+    """The network (the same initial weights on every rank) with its optimizer, schedule and loss scaler."""
+    seed_everything(cfg.seed)
     model = build_model(cfg, categories).to(device)
     optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.optim)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    amp = cfg.optim.amp and device.type == "cuda"
+    return Trainee(model, optimizer, build_scheduler(optimizer, cfg.optim), torch.amp.GradScaler("cuda", enabled=amp))
 
-    step = 0
+
+def restore(trainee: Trainee) -> dict[str, Any] | None:
+    """Load Ray Train's latest checkpoint of this run into ``trainee``, if there is one; its RNG state."""
     checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            state = load_state(folder)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        step = int(state["step"])
-    loader_seeding = seed_everything(_derived_seed(cfg.seed, rank, step))
-    if checkpoint is not None and rank == 0:
-        set_rng_state(state["rng"])
-    if rank == 0:
-        print(f"{'resuming at' if step else 'starting'} step {step}/{cfg.optim.max_iter}: {world} worker(s) x "
-              f"{per_worker} images on {device}", flush=True)
+    if checkpoint is None:
+        return None
+    with checkpoint.as_directory() as folder:
+        state = load_state(folder)
+    for part in ("model", "optimizer", "scheduler", "scaler"):
+        getattr(trainee, part).load_state_dict(state[part])
+    trainee.step = int(state["step"])
+    return state["rng"]
 
+
+def batches(train_set: PanopticDataset, cfg: Config, rank: int, world: int, step: int,
+            rng: dict[str, Any] | None) -> Iterator[tuple[list[torch.Tensor], list[dict[str, Any]]]]:
+    """This rank's endless stream of batches from ``step`` on: after a restart, the data, augmentation
+    and random state continue exactly where the uninterrupted run would be."""
+    loader_seeding = seed_everything(_derived_seed(cfg.seed, rank, step))
+    if rng is not None and rank == 0:
+        set_rng_state(rng)
+    per_worker = cfg.optim.images_per_batch // world
+    sampler = InfiniteShardedSampler(len(train_set), cfg.seed, rank, world, start=step * per_worker)
+    return iter(DataLoader(train_set, batch_size=per_worker, sampler=sampler, collate_fn=collate_panoptic,
+                           num_workers=cfg.data.loader_workers, persistent_workers=cfg.data.loader_workers > 0,
+                           **loader_seeding))
+
+
+class LossWindow:
+    """Training losses averaged over each ``platform.log_period`` steps; rank 0 logs and prints them."""
+
+    def __init__(self, cfg: Config, world: int, first_step: int, logger: MetricLogger | None) -> None:
+        self.cfg, self.world, self.logger = cfg, world, logger
+        self.sums: dict[str, float] = defaultdict(float)
+        self.steps, self.first_step = 0, first_step
+        self.start = self.attempt_start = time.perf_counter()
+
+    def add(self, step: int, total: torch.Tensor, losses: dict[str, torch.Tensor], lr: float) -> dict[str, float]:
+        """Add one step; at a log step, the window's metrics (``loss/<name>``, ``lr``, ``images_per_s``)."""
+        for name, value in {**losses, "loss_total": total}.items():
+            self.sums[name] += value.item()
+        self.steps += 1
+        if step % self.cfg.platform.log_period and step != self.cfg.optim.max_iter:
+            return {}
+        now = time.perf_counter()
+        metrics = {f"loss/{k.removeprefix('loss_')}": v / self.steps for k, v in self.sums.items()}
+        metrics["lr"] = lr
+        metrics["images_per_s"] = self.steps * self.cfg.optim.images_per_batch / (now - self.start)
+        if self.logger is not None:
+            self.logger.log(metrics, step)
+            eta = (now - self.attempt_start) / (step - self.first_step) * (self.cfg.optim.max_iter - step)
+            parts = " ".join(f"{k[5:]} {v:.3f}" for k, v in metrics.items()
+                             if k.startswith("loss/") and k != "loss/total")
+            print(f"step {step}/{self.cfg.optim.max_iter}  loss {metrics['loss/total']:.3f} ({parts})  lr {lr:.2e}  "
+                  f"{metrics['images_per_s']:.1f} img/s  ETA {_duration(eta)}", flush=True)
+        self.sums.clear()
+        self.steps, self.start = 0, now
+        return metrics
+
+    def finish(self) -> None:
+        if self.logger is not None:
+            elapsed = _duration(time.perf_counter() - self.attempt_start)
+            print(f"finished {self.cfg.optim.max_iter} steps; this attempt took {elapsed}", flush=True)
+
+
+def evaluate_and_log(model: torch.nn.Module, cfg: Config, val_set: PanopticDataset, logger: MetricLogger,
+                     step: int) -> dict[str, float]:
+    """Rank 0: every mode on the validation split, logged; at the last step also per-class tables and pictures."""
+    final = step == cfg.optim.max_iter
+    with tempfile.TemporaryDirectory() as export:
+        result = evaluate_as_configured(model, cfg, val_set, val_set.categories, export_dir=export if final else None,
+                                        num_visualizations=cfg.eval.num_visualizations)
+        logger.log(result.metrics, step)
+        print(f"evaluation at step {step}:\n{result.table()}", flush=True)
+        for mode, table in result.per_class.items() if final else ():
+            path = Path(export) / f"per_class_{mode}.csv"
+            table.to_csv(path, index=False)
+            logger.log_artifact(path, "per_class")
+            if (pictures := result.export_dirs[mode] / "visualizations").is_dir():
+                logger.log_artifact(pictures, f"visualizations/{mode}")
+    return result.metrics
+
+
+@contextmanager
+def checkpoint(trainee: Trainee, cfg: Config, categories: CategoryMap,
+               logger: MetricLogger | None) -> Iterator[ray.train.Checkpoint | None]:
+    """Rank 0's checkpoint for ``ray.train.report`` (None on the other ranks); at the last step the
+    weights also go to MLflow (without the optimizer state, which only resuming needs)."""
+    with tempfile.TemporaryDirectory() as folder:
+        if logger is None:
+            yield None
+            return
+        about = {"config": cfg.model_dump(mode="json"), "categories": categories.to_json()}
+        save_state(folder, {**trainee.state(), "rng": rng_state(), **about})
+        if trainee.step == cfg.optim.max_iter:
+            with tempfile.TemporaryDirectory() as weights:
+                logger.log_artifact(save_state(weights, {"model": trainee.model.state_dict(), "step": trainee.step,
+                                                         **about}), "checkpoint")
+        yield ray.train.Checkpoint.from_directory(folder)
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train's per-worker function. ``config``: ``config`` (a :class:`Config` dump) and ``tracking``
+    (``uri``, ``run_id`` of the MLflow run)."""
+    cfg = Config.model_validate(config["config"])
+    rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
+    device = ray.train.torch.get_device()
+    train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
+    trainee = build_trainee(cfg, train_set.categories, device)
+    rng = restore(trainee)
+    stream = batches(train_set, cfg, rank, world, trainee.step, rng)
     # While the panoptic loss warms up, the affinity head gets no gradient: DDP must allow that.
     warmup = cfg.model.panoptic.end_to_end and cfg.optim.panoptic_loss_start > 0
-    ddp = ray.train.torch.prepare_model(model, parallel_strategy_kwargs={"find_unused_parameters": warmup})
-    sampler = InfiniteShardedSampler(len(train_set), cfg.seed, rank, world, start=step * per_worker)
-    loader = DataLoader(train_set, batch_size=per_worker, sampler=sampler, collate_fn=collate_panoptic,
-                        num_workers=cfg.data.loader_workers, persistent_workers=cfg.data.loader_workers > 0,
-                        **loader_seeding)
-    batches = iter(loader)
-    val_set = build_dataset(cfg.data, cfg.data.val_split, train=False) if rank == 0 else None
+    ddp = ray.train.torch.prepare_model(trainee.model, parallel_strategy_kwargs={"find_unused_parameters": warmup})
     logger = MetricLogger(config["tracking"]["uri"], config["tracking"]["run_id"]) if rank == 0 else None
-    fail_once = config.get("fail_once")
-
-    window: dict[str, float] = defaultdict(float)
-    window_steps, window_start, attempt_start, attempt_first = 0, time.perf_counter(), time.perf_counter(), step
+    val_set = build_dataset(cfg.data, cfg.data.val_split, train=False) if rank == 0 else None
+    if logger is not None:
+        print(f"{'resuming at' if trainee.step else 'starting'} step {trainee.step}/{cfg.optim.max_iter}: {world} "
+              f"worker(s) x {cfg.optim.images_per_batch // world} images on {device}", flush=True)
+    window = LossWindow(cfg, world, trainee.step, logger)
     ddp.train()
-    while step < cfg.optim.max_iter:
-        images, targets = next(batches)
-        step += 1
+    while trainee.step < cfg.optim.max_iter:
+        images, targets = next(stream)
+        step = trainee.step = trainee.step + 1
         total, losses = train_step(
-            ddp, optimizer, scheduler, scaler, images, targets, step=step, amp=amp,
-            clip_grad_norm=cfg.optim.clip_grad_norm,
+            ddp, trainee.optimizer, trainee.scheduler, trainee.scaler, images, targets, step=step,
+            amp=trainee.scaler.is_enabled(), clip_grad_norm=cfg.optim.clip_grad_norm,
             panoptic_scale=panoptic_loss_factor(step, cfg.optim.panoptic_loss_start, cfg.optim.panoptic_loss_ramp))
-        for name, value in losses.items():
-            window[name] += value.item()
-        window["loss_total"] += total.item()
-        window_steps += 1
-
-        report: dict[str, float] = {"step": step}
-        if step % cfg.platform.log_period == 0 or step == cfg.optim.max_iter:
-            now = time.perf_counter()
-            train_metrics = {f"loss/{k.removeprefix('loss_')}": v / window_steps for k, v in window.items()}
-            train_metrics["lr"] = optimizer.param_groups[0]["lr"]
-            train_metrics["images_per_s"] = window_steps * per_worker * world / (now - window_start)
-            report.update(train_metrics)
-            if logger is not None:
-                logger.log(train_metrics, step)
-                eta = (now - attempt_start) / (step - attempt_first) * (cfg.optim.max_iter - step)
-                parts = " ".join(f"{k[5:]} {v:.3f}" for k, v in train_metrics.items()
-                                 if k.startswith("loss/") and k != "loss/total")
-                print(f"step {step}/{cfg.optim.max_iter}  loss {train_metrics['loss/total']:.3f} ({parts})  "
-                    f"lr {train_metrics['lr']:.2e}  {train_metrics['images_per_s']:.1f} img/s  ETA {_duration(eta)}", flush=True)
-            window.clear()
-            window_steps, window_start = 0, now
-
+        report = window.add(step, total, losses, trainee.optimizer.param_groups[0]["lr"])
         final = step == cfg.optim.max_iter
         evaluate_now = final or (cfg.eval.period > 0 and step % cfg.eval.period == 0)
         if final:
             report["replica_max_abs_diff"] = replica_difference(ddp)
-        if evaluate_now and rank == 0:
-            assert val_set is not None and logger is not None
-            with tempfile.TemporaryDirectory() as export:
-                result = evaluate(model, val_set, categories, max_images=cfg.eval.max_images,
-                                  export_dir=export if final else None,
-                                  num_visualizations=cfg.eval.num_visualizations)
-                logger.log(result.metrics, step)
-                report.update(result.metrics)
-                print(f"evaluation at step {step}:\n{result.table()}", flush=True)
-                if final:
-                    for mode, table in result.per_class.items():
-                        path = Path(export) / f"per_class_{mode}.csv"
-                        table.to_csv(path, index=False)
-                        logger.log_artifact(path, "per_class")
-                        pictures = result.export_dirs[mode] / "visualizations"
-                        if pictures.is_dir():
-                            logger.log_artifact(pictures, f"visualizations/{mode}")
-        if evaluate_now or final or step % cfg.optim.checkpoint_period == 0:
-            with tempfile.TemporaryDirectory() as folder:
-                saved = None
-                if rank == 0:
-                    save_state(folder, {
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "step": step,
-                        "rng": rng_state(), "config": cfg.model_dump(mode="json"), "categories": categories.to_json(),
-                    })
-                    if final and logger is not None:
-                        # MLflow keeps the weights (what evaluation needs); the optimizer state stays in
-                        # Ray's checkpoint for resuming, and would double the artifact's size.
-                        with tempfile.TemporaryDirectory() as weights_folder:
-                            weights = save_state(weights_folder, {
-                                "model": model.state_dict(), "step": step, "config": cfg.model_dump(mode="json"),
-                                "categories": categories.to_json()})
-                            logger.log_artifact(weights, "checkpoint")
-                    saved = ray.train.Checkpoint.from_directory(folder)
-                ray.train.report(report, checkpoint=saved)
-        # After this step's metrics are logged: the restart recomputes steps that MLflow already has.
-        if fail_once is not None and step == fail_once["step"] and not os.path.exists(fail_once["marker"]):
-            Path(fail_once["marker"]).touch()
-            raise RuntimeError(f"failure injected at step {step} (fault-tolerance test)")
-    if rank == 0:
-        elapsed = _duration(time.perf_counter() - attempt_start)
-        print(f"finished {cfg.optim.max_iter} steps; this attempt took {elapsed}", flush=True)
-
+        if evaluate_now and logger is not None and val_set is not None:
+            report.update(evaluate_and_log(trainee.model, cfg, val_set, logger, step))
+        if evaluate_now or step % cfg.optim.checkpoint_period == 0:
+            with checkpoint(trainee, cfg, train_set.categories, logger) as saved:
+                ray.train.report({"step": step, **report}, checkpoint=saved)
+        elif report:
+            ray.train.report({"step": step, **report})
+    window.finish()
