@@ -82,8 +82,11 @@ class SmokeTraining:
 
 @pytest.hookimpl(trylast=True)  # after -m / -k have deselected what they deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if any(item.nodeid.endswith(ACCURACY_TEST) for item in items):
+    accuracy = [item for item in items if item.nodeid.endswith(ACCURACY_TEST)]
+    if accuracy:
         config.stash[SMOKE_TRAINING] = SmokeTraining()
+        # Last, so that the rest of the suite runs on the other core while the training does.
+        items[:] = [item for item in items if item not in accuracy] + accuracy
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
