@@ -97,8 +97,10 @@ def test_a_killed_study_resumes_without_retraining_finished_trials(resumed_study
     assert all(path.read_text() == text for path, text in study.first_results.items())
     assert all(client.get_run(row.info.run_id).info.end_time == row.info.end_time for row in study.first_rows)
     assert len(_runs(uri, STUDY, "row")) == 4
-    info = json.loads((study.workdir / "ray_results" / STUDY / "unips_study.json").read_text())
-    assert client.get_run(info["parent_run_id"]).info.status == "FINISHED"
+    (parent,) = _runs(uri, STUDY, "study")  # the one record of the study, resumed, not made again
+    assert parent.info.status == "FINISHED"
+    assert json.loads(parent.data.params["overrides"])[-1] == "platform.cpus_per_worker=2"
+    assert not list((study.workdir / "ray_results").rglob("unips_*.json"))  # no side files of our own
 
 
 def test_rows_that_differ_only_at_inference_reuse_the_trained_model(resumed_study: ResumedStudy) -> None:

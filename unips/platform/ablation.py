@@ -16,6 +16,8 @@ MLflow layout, all in the preset's experiment:
 
 Resuming (``Tuner.restore``) re-runs no finished trial; an unfinished one continues its
 Ray Train run from the last checkpoint, since run names are fixed by (study, setting, seed).
+The study's MLflow run (found by its tags) says what the study was: preset, tables, seeds
+and overrides; Tune's experiment state under the storage path says how far it got.
 """
 
 from __future__ import annotations
@@ -33,12 +35,11 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from unips.config import Config, load_config
-from unips.platform.launch import RUN_INFO, absolute_paths, launch_training
+from unips.platform.launch import TAG_RUN, absolute_paths, launch_training
 from unips.platform.studies import (MODE_FREE, PANOPTIC_IOU, TAG_KIND, TAG_ROW, TAG_SEED, TAG_STUDY, TAG_TABLES,
                                    TAG_TRAINING, Row, TableSpec, select, trainings)
-from unips.platform.tracking import DEFAULT_ARTIFACTS, create_run, resolve_tracking_uri, set_status
+from unips.platform.tracking import DEFAULT_ARTIFACTS, create_run, find_runs, resolve_tracking_uri, set_status
 
-STUDY_INFO = "unips_study.json"
 PARENT = "mlflow.parentRunId"
 TRIAL_MEMORY = 1 << 30  # bytes reserved by a trial's driver process (a model and a few images)
 
@@ -92,12 +93,6 @@ def row_metrics(row: Row, measured: dict[str, float], columns: set[str]) -> dict
     return out
 
 
-def _find_run(client: MlflowClient, experiment_id: str, tags: dict[str, str]) -> str | None:
-    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
-    runs = client.search_runs([experiment_id], filter_string=query, max_results=1)
-    return runs[0].info.run_id if runs else None
-
-
 def run_trial(config: dict[str, Any]) -> None:
     """Tune function trainable: train one setting for one seed, then log its rows."""
     study, seed, key = config["study"], int(config["seed"]), config["training"]
@@ -105,7 +100,7 @@ def run_trial(config: dict[str, Any]) -> None:
     workdir = Path(config["workdir"])
     cfg = absolute_paths(load_config(config["preset"], [*setting["overrides"], f"seed={seed}"]), workdir)
     run_name = f"{study}-{key}-s{seed}"
-    resume = (Path(cfg.platform.storage_path) / run_name / RUN_INFO).exists()  # type: ignore[arg-type]
+    resume = bool(find_runs(config["tracking_uri"], {TAG_RUN: run_name}))  # a trial that had begun
     tags = {PARENT: config["parent_run_id"], TAG_KIND: "training", TAG_STUDY: study, TAG_TRAINING: key,
             TAG_SEED: str(seed)}
     outcome = launch_training(cfg, run_name=run_name, resume=resume, tracking_uri=config["tracking_uri"],
@@ -123,7 +118,8 @@ def run_trial(config: dict[str, Any]) -> None:
         columns = {column for table in tables if row in table.rows for column in table.columns}
         metrics = row_metrics(row, measured[trim], columns)
         row_tags = {TAG_STUDY: study, TAG_KIND: "row", TAG_ROW: row.name, TAG_SEED: str(seed)}
-        run_id = _find_run(client, experiment_id, row_tags)  # a re-run trial reuses its row runs
+        found = find_runs(config["tracking_uri"], row_tags, [experiment_id])  # a re-run trial reuses its row runs
+        run_id = found[0].info.run_id if found else None
         if run_id is None:
             tags = {**row_tags, PARENT: config["parent_run_id"], TAG_TABLES: ",".join(tables_of(row, tables)),
                     TAG_TRAINING: key}
@@ -160,15 +156,14 @@ def concurrency(cfg: Config) -> int:
     return max(1, math.floor(fits))
 
 
-def latest_study(storage: Path, preset: str) -> str:
-    """The most recently started study of ``preset`` under ``storage``."""
-    studies = sorted((info.parent for info in storage.glob(f"*/{STUDY_INFO}")
-                      if json.loads(info.read_text())["preset"] == preset),
-                     key=lambda p: (p / STUDY_INFO).stat().st_mtime)
-    if not studies:
-        raise FileNotFoundError(f"no study of preset {preset!r} (a folder with a {STUDY_INFO}) under {storage} "
-                                "to resume")
-    return studies[-1].name
+def recorded_study(tracking_uri: str, preset: str, name: str | None) -> Any:
+    """The MLflow run of the study ``name``, else of the latest study of ``preset``."""
+    runs = find_runs(tracking_uri, {TAG_KIND: "study", **({TAG_STUDY: name} if name else {})})
+    runs = [run for run in runs if name or run.data.params.get("preset") == preset]
+    if not runs:
+        what = f"named {name!r}" if name else f"of preset {preset!r}"
+        raise FileNotFoundError(f"no study {what} in the MLflow store {tracking_uri} to resume")
+    return runs[0]
 
 
 def run_study(
@@ -182,51 +177,30 @@ def run_study(
     tracking_uri: str | None = None,
     workdir: str | Path | None = None,
 ) -> StudyOutcome:
-    """Run (or with ``resume``, continue) the study of ``table_keys`` on the connected Ray instance."""
+    """Run (or with ``resume``, continue: the study ``name``, else the latest of ``preset`` in the tracking
+    store) the study of ``table_keys`` on the connected Ray instance."""
     workdir = Path(workdir or Path.cwd()).resolve()
-    overrides = list(overrides or [])
-    base = absolute_paths(load_config(preset, overrides), workdir)
+    base = absolute_paths(load_config(preset, list(overrides or [])), workdir)
     storage = Path(base.platform.storage_path)  # type: ignore[arg-type]
     storage.mkdir(parents=True, exist_ok=True)
-
+    uri = resolve_tracking_uri(tracking_uri, base.platform.tracking_uri, workdir)
     if resume:
-        name = name or latest_study(storage, preset)
-        info = json.loads((storage / name / STUDY_INFO).read_text())
-        tables, uri, parent = select(info["tables"]), tracking_uri or info["tracking_uri"], info["parent_run_id"]
-        plan = plan_study(info["preset"], info["overrides"], tables)
+        recorded = recorded_study(uri, preset, name)
+        name, parent, params = recorded.data.tags[TAG_STUDY], recorded.info.run_id, recorded.data.params
+        tables, seeds = select(params["tables"].split(",")), int(params["seeds"])
+        plan = plan_study(params["preset"], json.loads(params["overrides"]), tables)
         set_status(uri, parent, "RUNNING")
         tuner = tune.Tuner.restore(str(storage / name), trainable=_trainable(), resume_unfinished=True,
                                    resume_errored=True)
-        n_seeds = info["seeds"]
     else:
         name = name or f"{base.name}-study-{datetime.now():%Y%m%d-%H%M%S}"
         if (storage / name).exists():
             raise FileExistsError(f"{storage / name} exists: pass --resume to continue it, or another --name")
         tables = select(table_keys)
-        plan = plan_study(preset, overrides, tables)
-        uri = resolve_tracking_uri(tracking_uri, base.platform.tracking_uri, workdir)
-        keys = [table.key for table in tables]
-        parent = create_run(uri, base.platform.experiment_name, name,
-                            {"preset": preset, "dataset": base.data.dataset, "tables": ",".join(keys), "seeds": seeds,
-                             "overrides": " ".join(overrides), "trainings": len(plan) * seeds,
-                             "rows": sum(len(table.rows) for table in tables) * seeds},
-                            {TAG_KIND: "study", TAG_STUDY: name}, artifact_root=workdir / DEFAULT_ARTIFACTS)
+        plan = plan_study(preset, list(overrides or []), tables)
+        parent = _record_study(uri, base, name, preset, tables, seeds, list(overrides or []), len(plan), workdir)
         (storage / name).mkdir()
-        (storage / name / STUDY_INFO).write_text(json.dumps(
-            {"preset": preset, "overrides": overrides, "tables": keys, "seeds": seeds,
-             "tracking_uri": uri, "parent_run_id": parent}))
-        param_space = {
-            "training": tune.grid_search(list(plan)), "seed": tune.grid_search(list(range(seeds))),
-            "study": name, "preset": preset, "plan": plan, "tables": keys, "workdir": str(workdir),
-            "tracking_uri": uri, "parent_run_id": parent,
-        }
-        tuner = tune.Tuner(
-            _trainable(), param_space=param_space,
-            tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(base),
-                                        trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1),
-        )
-        n_seeds = seeds
+        tuner = _new_tuner(base, preset, storage, name, plan, seeds, tables, workdir, uri, parent)
     try:
         results = tuner.fit()
     except BaseException:
@@ -236,7 +210,34 @@ def run_study(
         set_status(uri, parent, "FAILED")
         raise RuntimeError(f"study {name}: {len(results.errors)} trial(s) failed, first: {results.errors[0]}")
     set_status(uri, parent, "FINISHED")
-    return StudyOutcome(name, uri, parent, len(plan) * n_seeds, sum(len(t.rows) for t in tables) * n_seeds)
+    return StudyOutcome(name, uri, parent, len(plan) * seeds, sum(len(t.rows) for t in tables) * seeds)
+
+
+def _record_study(uri: str, base: Config, name: str, preset: str, tables: list[TableSpec], seeds: int,
+                  overrides: list[str], trainings: int, workdir: Path) -> str:
+    """The study's parent run in MLflow: what ``--resume`` needs to know of it is in its parameters."""
+    params = {"preset": preset, "dataset": base.data.dataset, "tables": ",".join(table.key for table in tables),
+              "seeds": seeds, "overrides": json.dumps(overrides), "trainings": trainings * seeds,
+              "rows": sum(len(table.rows) for table in tables) * seeds}
+    return create_run(uri, base.platform.experiment_name, name, params, {TAG_KIND: "study", TAG_STUDY: name},
+                      artifact_root=workdir / DEFAULT_ARTIFACTS)
+
+
+def _new_tuner(base: Config, preset: str, storage: Path, name: str, plan: dict[str, Any], seeds: int,
+               tables: list[TableSpec], workdir: Path, uri: str, parent: str) -> tune.Tuner:
+    """One trial per (training setting, seed), as many at once as the cluster holds."""
+    param_space = {
+        "training": tune.grid_search(list(plan)), "seed": tune.grid_search(list(range(seeds))),
+        "study": name, "preset": preset, "plan": plan,
+        "tables": [table.key for table in tables], "workdir": str(workdir), "tracking_uri": uri,
+        "parent_run_id": parent,
+    }
+    return tune.Tuner(
+        _trainable(), param_space=param_space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(base),
+                                    trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1),
+    )
 
 
 def _trial_name(trial: Any) -> str:

@@ -3,14 +3,14 @@
 The driver makes every path absolute (Ray workers run in Ray's session folder),
 builds the synthetic data once, creates the MLflow run (parameters = the flattened
 config, artifact = the resolved YAML), then hands ``train_loop_per_worker`` to a
-``TorchTrainer``. A run is identified by its name under the storage path: launching
-again with the same name resumes it (Ray Train finds its latest checkpoint there), and
-the MLflow run id is kept beside it in ``unips_run.json``.
+``TorchTrainer``. A run is identified by its name, which is the name of its Ray Train
+folder under the storage path and the ``unips.run`` tag of its MLflow run: resuming finds
+the MLflow run by that tag in the same tracking store, and Ray Train its latest checkpoint
+in that folder.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,10 +25,11 @@ from ray.train.torch import TorchTrainer
 from unips.config import Config, config_to_yaml, flatten
 from unips.datasets.build import ensure_synthetic
 from unips.platform.checkpoint import STATE_FILE
-from unips.platform.tracking import DEFAULT_ARTIFACTS, create_run, resolve_tracking_uri, set_status
+from unips.platform.tracking import DEFAULT_ARTIFACTS, create_run, find_runs, resolve_tracking_uri, set_status
 from unips.platform.train_loop import train_loop_per_worker
 
-RUN_INFO = "unips_run.json"
+TAG_RUN = "unips.run"  # the run's name: its Ray Train folder
+TAG_PRESET = "unips.preset"
 
 
 @dataclass
@@ -36,7 +37,7 @@ class TrainingOutcome:
     """What a finished training left behind."""
 
     run_name: str
-    run_dir: Path  # Ray Train's folder of the run (checkpoints, unips_run.json)
+    run_dir: Path  # Ray Train's folder of the run (its checkpoints)
     tracking_uri: str
     mlflow_run_id: str
     metrics: dict[str, Any]  # rank 0's last report: final losses, evaluation metrics per mode
@@ -53,13 +54,29 @@ def absolute_paths(cfg: Config, workdir: Path) -> Config:
     return cfg
 
 
-def latest_run(storage: Path, prefix: str) -> str:
-    """Name of the most recently started run under ``storage`` whose name starts with ``prefix``."""
-    runs = sorted((p for p in storage.glob(f"{prefix}*") if (p / RUN_INFO).is_file()),
-                  key=lambda p: (p / RUN_INFO).stat().st_mtime)
+def resumed_run(tracking_uri: str, preset: str, run_name: str | None) -> tuple[str, str]:
+    """``(run name, MLflow run id)`` of the training run named ``run_name``, else of the latest of ``preset``."""
+    runs = find_runs(tracking_uri, {TAG_RUN: run_name} if run_name else {TAG_PRESET: preset})
     if not runs:
-        raise FileNotFoundError(f"no run named {prefix}* with a {RUN_INFO} under {storage} to resume")
-    return runs[-1].name
+        what = f"named {run_name!r}" if run_name else f"of preset {preset!r}"
+        raise FileNotFoundError(f"no training run {what} in the MLflow store {tracking_uri} to resume")
+    set_status(tracking_uri, runs[0].info.run_id, "RUNNING")
+    return runs[0].data.tags[TAG_RUN], runs[0].info.run_id
+
+
+def new_run(cfg: Config, tracking_uri: str, workdir: Path, run_name: str | None,
+            tags: dict[str, str] | None) -> tuple[str, str]:
+    """Create the MLflow run (parameters = the flattened config, artifact = its YAML) and the run's folder."""
+    storage = Path(cfg.platform.storage_path)  # type: ignore[arg-type]
+    run_name = run_name or f"{cfg.name}_{datetime.now():%Y%m%d-%H%M%S}"
+    if (storage / run_name).exists():
+        raise FileExistsError(f"{storage / run_name} exists: pass --resume to continue it, or another name")
+    run_id = create_run(tracking_uri, cfg.platform.experiment_name, run_name, flatten(cfg),
+                        {TAG_RUN: run_name, TAG_PRESET: cfg.name, **(tags or {})},
+                        artifact_root=workdir / DEFAULT_ARTIFACTS)
+    (storage / run_name).mkdir(parents=True)
+    _log_config(tracking_uri, run_id, cfg)
+    return run_name, run_id
 
 
 def launch_training(
@@ -77,7 +94,8 @@ def launch_training(
 
     Args:
         run_name: the run's name under ``platform.storage_path`` (default: ``<cfg.name>_<time>``).
-        resume: continue the named run (default: the latest run of this config) from its last checkpoint.
+        resume: continue the named run (default: the latest run of this preset in the tracking store) from
+            its last checkpoint.
         tracking_uri: MLflow tracking URI (default: ``$MLFLOW_TRACKING_URI``, ``platform.tracking_uri``,
             or ``sqlite:///<workdir>/mlflow.db``).
         workdir: what relative paths are relative to (default: the current folder).
@@ -94,46 +112,39 @@ def launch_training(
         ensure_synthetic(cfg.data)
     storage = Path(cfg.platform.storage_path)  # type: ignore[arg-type]
     storage.mkdir(parents=True, exist_ok=True)
-
+    uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, workdir)
     if resume:
-        run_name = run_name or latest_run(storage, cfg.name)
-        info = json.loads((storage / run_name / RUN_INFO).read_text())
-        uri, run_id = tracking_uri or info["tracking_uri"], info["mlflow_run_id"]
-        set_status(uri, run_id, "RUNNING")
+        run_name, run_id = resumed_run(uri, cfg.name, run_name)
     else:
-        run_name = run_name or f"{cfg.name}_{datetime.now():%Y%m%d-%H%M%S}"
-        if (storage / run_name).exists():
-            raise FileExistsError(f"{storage / run_name} exists: pass --resume to continue it, or another name")
-        uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, workdir)
-        run_id = create_run(uri, cfg.platform.experiment_name, run_name, flatten(cfg),
-                            {"unips.run": run_name, "unips.preset": cfg.name, **(tags or {})},
-                            artifact_root=workdir / DEFAULT_ARTIFACTS)
-        (storage / run_name).mkdir(parents=True)
-        (storage / run_name / RUN_INFO).write_text(json.dumps({"mlflow_run_id": run_id, "tracking_uri": uri}))
-        _log_config(uri, run_id, cfg)
+        run_name, run_id = new_run(cfg, uri, workdir, run_name, tags)
 
     # Ray Train routes print() to its logger; that ignores contextlib.redirect_stdout (pycocotools'
     # tables came through) and doubles lines once MLflow wraps stdout. Plain print is what we want.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     loop_config = {"config": cfg.model_dump(mode="json"), "tracking": {"uri": uri, "run_id": run_id}}
-    trainer = TorchTrainer(
-        train_loop,
-        train_loop_config=loop_config,
-        scaling_config=ScalingConfig(num_workers=cfg.platform.num_workers, use_gpu=cfg.platform.use_gpu,
-                                     resources_per_worker={"CPU": cfg.platform.cpus_per_worker}),
-        run_config=RunConfig(name=run_name, storage_path=str(storage),
-                             failure_config=FailureConfig(max_failures=cfg.platform.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks,
-                             logging_config=LoggingConfig(log_level="WARNING")),
-    )
     try:
-        result = trainer.fit()
+        result = _trainer(cfg, run_name, train_loop, loop_config, callbacks).fit()
     except BaseException:
         set_status(uri, run_id, "FAILED")
         raise
     set_status(uri, run_id, "FINISHED")
     checkpoint = Path(result.checkpoint.path) / STATE_FILE if result.checkpoint is not None else None
     return TrainingOutcome(run_name, storage / run_name, uri, run_id, dict(result.metrics or {}), checkpoint)
+
+
+def _trainer(cfg: Config, run_name: str, train_loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any],
+             callbacks: list[Any] | None) -> TorchTrainer:
+    """Ray Train's trainer: ``platform.num_workers`` DDP workers, restarts, the last two checkpoints kept."""
+    return TorchTrainer(
+        train_loop,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=cfg.platform.num_workers, use_gpu=cfg.platform.use_gpu,
+                                     resources_per_worker={"CPU": cfg.platform.cpus_per_worker}),
+        run_config=RunConfig(name=run_name, storage_path=str(cfg.platform.storage_path),
+                             failure_config=FailureConfig(max_failures=cfg.platform.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks,
+                             logging_config=LoggingConfig(log_level="WARNING")),
+    )
 
 
 def _log_config(uri: str, run_id: str, cfg: Config) -> None:

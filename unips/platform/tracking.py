@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -56,7 +56,10 @@ def create_run(
     return run.info.run_id
 
 
-def set_status(tracking_uri: str, run_id: str, status: str) -> None:
+RunStatus = Literal["RUNNING", "FINISHED", "FAILED"]
+
+
+def set_status(tracking_uri: str, run_id: str, status: RunStatus) -> None:
     """Mark a run RUNNING (on resume), FINISHED or FAILED."""
     client = MlflowClient(tracking_uri)
     if status == "RUNNING":
@@ -104,3 +107,18 @@ class MetricLogger:
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
+
+
+def find_runs(tracking_uri: str, tags: Mapping[str, str], experiment_ids: list[str] | None = None) -> list[Any]:
+    """The runs (of ``experiment_ids``, default all experiments) that carry all of ``tags``, newest first.
+
+    MLflow's tags are the record of what a run is (a training, a study, a row): resuming finds
+    runs here, not in files of our own.
+    """
+    client = MlflowClient(tracking_uri)
+    if experiment_ids is None:
+        experiment_ids = [e.experiment_id for e in client.search_experiments()]
+    if not experiment_ids:
+        return []
+    query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    return client.search_runs(experiment_ids, query, order_by=["attributes.start_time DESC"])
