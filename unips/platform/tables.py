@@ -10,8 +10,10 @@ round to one decimal, as the paper does.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import mlflow
 import pandas as pd
@@ -19,6 +21,7 @@ from scipy import stats as scipy_stats
 
 from unips.platform.studies import TAG_KIND, TAG_ROW, TAG_SEED, TAG_STUDY, PaperDelta, TableSpec
 
+TRACKING_ENV = "MLFLOW_TRACKING_URI"
 ROW_COLUMN = f"tags.{TAG_ROW}"  # the column mlflow.search_runs gives the row tag
 SEED_COLUMN = f"tags.{TAG_SEED}"
 PAPER_COLUMNS = ["what", "metric", "ours", "ci95_low", "ci95_high", "paper", "dataset", "ours - paper"]
@@ -34,10 +37,19 @@ class Table:
 
 
 def _search(tracking_uri: str, study: str, kind: str) -> pd.DataFrame:
-    # mlflow.search_runs reads the process-wide tracking URI.
+    # mlflow.search_runs reads the process-wide tracking URI (and setting it sets $MLFLOW_TRACKING_URI):
+    # both are put back, so that reading tables changes nothing for what the process does next.
+    saved_env, saved_uri = os.environ.get(TRACKING_ENV), mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(tracking_uri)
-    return mlflow.search_runs(search_all_experiments=True, output_format="pandas",
-                              filter_string=f"tags.`{TAG_STUDY}` = '{study}' and tags.`{TAG_KIND}` = '{kind}'")
+    try:
+        return mlflow.search_runs(search_all_experiments=True, output_format="pandas",
+                                  filter_string=f"tags.`{TAG_STUDY}` = '{study}' and tags.`{TAG_KIND}` = '{kind}'")
+    finally:
+        mlflow.set_tracking_uri(saved_uri)
+        if saved_env is None:
+            os.environ.pop(TRACKING_ENV, None)
+        else:
+            os.environ[TRACKING_ENV] = saved_env
 
 
 def study_rows(study: str, tracking_uri: str) -> pd.DataFrame:
@@ -190,7 +202,10 @@ def to_csv(table: Table) -> str:
     return long.to_csv(index=False)
 
 
-def write_tables(tables: list[Table], out: Path, fmt: str, seeds: int) -> list[Path]:
+TableFormat = Literal["md", "latex", "csv"]
+
+
+def write_tables(tables: list[Table], out: Path, fmt: TableFormat, seeds: int) -> list[Path]:
     """``table_<key>.<md|tex|csv>`` per table (and ``paper_<key>.csv`` comparisons with csv)."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
