@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from tests.platform.conftest import tiny_config
 from unips.platform.checkpoint import load_state
-from unips.platform.launch import RUN_INFO, launch_training
+from unips.platform.launch import launch_training
 
 pytestmark = pytest.mark.slow
 
@@ -55,7 +55,10 @@ def test_a_worker_failure_restarts_from_the_last_checkpoint_and_repeats_the_unin
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
                       "platform.max_failures=1", "eval.max_images=1", "eval.modes=[amx]", "seed=11")
-    uninterrupted = launch_training(cfg, workdir=tmp_path, run_name="uninterrupted", tracking_uri=uri)
+    # This run also evaluates at steps 2 and 4: evaluation must not change what training draws next.
+    evaluating = cfg.model_copy(deep=True)
+    evaluating.eval.period = 2
+    uninterrupted = launch_training(evaluating, workdir=tmp_path, run_name="uninterrupted", tracking_uri=uri)
     # Step 5 is logged, then the worker raises before step 6; the restart begins after the step-4 checkpoint.
     marker = tmp_path / "failed_once"
     restarted = launch_training(cfg, workdir=tmp_path, run_name="restarted", tracking_uri=uri,
@@ -67,9 +70,11 @@ def test_a_worker_failure_restarts_from_the_last_checkpoint_and_repeats_the_unin
         again = _history(uri, restarted.mlflow_run_id, key)
         assert [step for step, _ in again] == [1, 2, 3, 4, 5, 6], key  # each step logged once
         # The same seed gives the same losses, and the restart restores weights, optimiser, data order and
-        # random state exactly: steps 5 and 6 after it equal those of the run that never failed.
+        # random state exactly: steps 5 and 6 after it equal those of the run that never failed (and
+        # evaluated on the way).
         assert again == _history(uri, runs["uninterrupted"].mlflow_run_id, key), key
     assert [step for step, _ in _history(uri, restarted.mlflow_run_id, "amx/PQ")] == [6]
+    assert [step for step, _ in _history(uri, uninterrupted.mlflow_run_id, "amx/PQ")] == [2, 4, 6]
     assert MlflowClient(uri).get_run(restarted.mlflow_run_id).info.status == "FINISHED"
 
 
@@ -141,4 +146,4 @@ def test_ddp_training_against_a_tracking_server(local_ray: None, tmp_path: Path,
     config_yaml = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path)))
     assert "max_iter: 2" in config_yaml.read_text()
     assert (tmp_path / "server-artifacts").is_dir() and not (tmp_path / "mlruns").exists()
-    assert (outcome.run_dir / RUN_INFO).is_file()
+    assert run.data.tags["unips.run"] == outcome.run_name == outcome.run_dir.name

@@ -20,6 +20,7 @@ from unips.config import Config
 from unips.datasets import collate_panoptic
 from unips.datasets.categories import CategoryMap
 from unips.evaluation.evaluator import PanopticEvaluator
+from unips.evaluation.pq_stats import pq_table
 from unips.evaluation.segments import dataset_segments
 from unips.models.build import build_postprocessor
 from unips.models.panoptic_net import UnifiedPanopticNet
@@ -36,15 +37,7 @@ class EvaluationResult:
 
     def table(self) -> str:
         """PQ / SQ / RQ for All, Things and Stuff, one block per mode (panopticapi's layout)."""
-        lines = []
-        for mode in self.per_class:
-            lines.append(f"mode {mode}")
-            lines.append(f"{'':10s}| {'PQ':>5s}  {'SQ':>5s}  {'RQ':>5s}")
-            lines.append("-" * 31)
-            for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
-                values = [self.metrics[f"{mode}/{name}{suffix}"] for name in ("PQ", "SQ", "RQ")]
-                lines.append(f"{group:10s}| {values[0]:5.1f}  {values[1]:5.1f}  {values[2]:5.1f}")
-        return "\n".join(lines)
+        return "\n".join(f"mode {mode}\n{pq_table(self.metrics, f'{mode}/')}" for mode in self.per_class)
 
 
 @torch.no_grad()
@@ -79,7 +72,9 @@ def evaluate(
     }
     was_training = model.training
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_panoptic)
+    # A generator of its own: creating a loader's iterator draws a seed, which from torch's global
+    # generator would change what training samples next (RPN and RoI sampling draw from it).
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_panoptic, generator=torch.Generator())
     for images, targets in loader:
         outputs = model(images, targets)
         predictions = [postprocessor(out) for out in outputs]
