@@ -16,6 +16,7 @@ import argparse
 import ray
 
 from unips.config import load_config
+from unips.evaluation.pq_stats import pq_table
 from unips.platform.launch import launch_training
 
 
@@ -41,11 +42,7 @@ def main() -> None:
     metrics = outcome.metrics
     print(f"\nfinal evaluation ({cfg.data.dataset}, {cfg.data.val_split} split, step {metrics.get('step')}):")
     for mode in cfg.eval.modes:
-        print(f"  mode {mode}:")
-        print(f"  {'':8s}|    PQ     SQ     RQ")
-        for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
-            values = [metrics.get(f"{mode}/{n}{suffix}", float("nan")) for n in ("PQ", "SQ", "RQ")]
-            print(f"  {group:8s}| {values[0]:5.1f}  {values[1]:5.1f}  {values[2]:5.1f}")
+        print(f"mode {mode}\n{pq_table(metrics, f'{mode}/')}")
     first = cfg.eval.modes[0]
     print(f"  mIoU {metrics.get(f'{first}/mIoU', float('nan')):.1f}  AP_box {metrics.get(f'{first}/AP_box', float('nan')):.1f}"
           f"  AP_mask {metrics.get(f'{first}/AP_mask', float('nan')):.1f}")

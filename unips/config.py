@@ -224,7 +224,7 @@ class PlatformConfig(_Section):
     use_gpu: bool = True
     cpus_per_worker: float = Field(1.0, gt=0.0)
     max_failures: int = Field(2, ge=0)
-    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else ./mlruns
+    tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<working folder>/mlflow.db
     experiment_name: str = "unips"
     storage_path: Path | None = None  # Ray results; None: ./ray_results
     log_period: int = Field(20, ge=1)

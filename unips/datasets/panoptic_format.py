@@ -125,11 +125,14 @@ def check_segments_match(
         )
 
 
+def to_numpy(x: Any) -> np.ndarray:
+    """A numpy array from a numpy array, a list or a (possibly CUDA) torch tensor, without copying on CPU."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)  # torch, without importing it
+
+
 def as_id_map(ids: Any, what: str, where: str) -> np.ndarray:
     """A ``(H, W)`` integer id map from a numpy array or a (possibly CUDA) torch tensor, without copying on CPU."""
-    if hasattr(ids, "detach"):  # torch.Tensor, without importing torch here
-        ids = ids.detach().cpu().numpy()
-    ids = np.asarray(ids)
+    ids = to_numpy(ids)
     if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer):
         raise PanopticFormatError(f"{where}: the {what} map must be a 2-D integer array, got {ids.dtype} {ids.shape}")
     return ids

@@ -31,12 +31,8 @@ from pycocotools.cocoeval import COCOeval
 from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_json import parse_panoptic_json
 from unips.datasets.coco_instances import rle_encode, thing_annotations
-from unips.datasets.panoptic_format import PanopticFormatError, as_id_map, read_json, write_json
+from unips.datasets.panoptic_format import PanopticFormatError, as_id_map, read_json, to_numpy, write_json
 from unips.evaluation.pq_files import read_id_png
-
-
-def _numpy(x: Any) -> np.ndarray:
-    return x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
 
 
 def instances_from_panoptic(gt_json: str | os.PathLike[str],
@@ -63,9 +59,9 @@ def detections_to_coco(image_id: int | str, detections: dict[str, Any], categori
     takes each result's area from what is being evaluated (as detectron2 does).
     """
     where = f"image id {image_id} (detections)"
-    boxes = _numpy(detections["boxes"]).astype(np.float64).reshape(-1, 4)
-    scores = _numpy(detections["scores"]).astype(np.float64).reshape(-1)
-    labels = _numpy(detections["labels"]).astype(np.int64).reshape(-1)
+    boxes = to_numpy(detections["boxes"]).astype(np.float64).reshape(-1, 4)
+    scores = to_numpy(detections["scores"]).astype(np.float64).reshape(-1)
+    labels = to_numpy(detections["labels"]).astype(np.int64).reshape(-1)
     if not len(boxes) == len(scores) == len(labels):
         raise PanopticFormatError(f"{where}: {len(boxes)} boxes, {len(scores)} scores and {len(labels)} labels")
     things = set(categories.thing_train_ids)
@@ -79,7 +75,7 @@ def detections_to_coco(image_id: int | str, detections: dict[str, Any], categori
     ]
     mask_results: list[dict[str, Any]] = []
     if detections.get("masks") is not None:
-        masks = _numpy(detections["masks"])
+        masks = to_numpy(detections["masks"])
         if masks.ndim == 4:  # (D, 1, H, W) as torchvision returns them
             masks = masks[:, 0]
         if len(masks) != len(boxes):

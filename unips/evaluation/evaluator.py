@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from unips.datasets.categories import CategoryMap
-from unips.datasets.panoptic_format import PanopticFormatError
+from unips.datasets.panoptic_format import PanopticFormatError, to_numpy
 from unips.evaluation.coco_ap import CocoAP
 from unips.evaluation.export import PanopticExporter, write_visualizations
 from unips.evaluation.pq_stats import FIRST_SEGMENT, VOID_INDEX, PQAccumulator, Segments
@@ -61,7 +61,7 @@ def panoptic_confusion(counts: np.ndarray, gt: Segments, pred: Segments, num_cla
 
 def _picture(image: Any) -> np.ndarray:
     """``(3, H, W)`` float in [0, 1] (torch or numpy) or ``(H, W, 3)`` uint8 -> ``(H, W, 3)`` uint8."""
-    array = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    array = to_numpy(image)
     if array.dtype != np.uint8:
         array = np.clip(np.rint(array.transpose(1, 2, 0) * 255), 0, 255).astype(np.uint8)
     return array
@@ -150,7 +150,7 @@ class PanopticEvaluator:
         if self.stuff_area_limit is None:
             return output
         things = [self.categories.dataset_id(t) for t in self.categories.thing_train_ids]
-        panoptic, segments = trim_small_stuff(np.asarray(output["panoptic"]), output["segments_info"], things,
+        panoptic, segments = trim_small_stuff(to_numpy(output["panoptic"]), output["segments_info"], things,
                                               self.stuff_area_limit)
         return {**output, "panoptic": panoptic, "segments_info": segments}
 

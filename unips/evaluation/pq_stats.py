@@ -41,7 +41,7 @@ panopticapi) all raise :class:`PanopticFormatError` naming the image and segment
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -301,6 +301,16 @@ class PQResult:
             lines.append("{:10s}| {:5.1f}  {:5.1f}  {:5.1f} {:5d}".format(
                 name, 100 * score.pq, 100 * score.sq, 100 * score.rq, score.n))
         return "\n".join(lines)
+
+
+def pq_table(metrics: Mapping[str, float], prefix: str = "") -> str:
+    """PQ / SQ / RQ of All, Things and Stuff in panopticapi's layout, from flat percentages
+    (``<prefix>PQ``, ``<prefix>SQ_th``, ...; a missing one prints as nan)."""
+    lines = [f"{'':10s}| {'PQ':>5s}  {'SQ':>5s}  {'RQ':>5s}", "-" * 31]
+    for group, suffix in (("All", ""), ("Things", "_th"), ("Stuff", "_st")):
+        values = [metrics.get(f"{prefix}{name}{suffix}", float("nan")) for name in ("PQ", "SQ", "RQ")]
+        lines.append(f"{group:10s}| {values[0]:5.1f}  {values[1]:5.1f}  {values[2]:5.1f}")
+    return "\n".join(lines)
 
 
 class PQAccumulator:

@@ -8,6 +8,8 @@ them by the increments of the Jaccard loss along that order.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 
@@ -65,7 +67,10 @@ def lovasz_hinge(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (F.relu(errors_sorted) * grads).sum(dim=1).mean()
 
 
-def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
+SemanticLoss = Literal["ce", "lovasz"]
+
+
+def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, kind: SemanticLoss) -> torch.Tensor:
     """Semantic segmentation loss at label resolution.
 
     Args:
@@ -78,4 +83,6 @@ def semantic_loss(logits: torch.Tensor, labels: torch.Tensor, kind: str) -> torc
         if not (labels != IGNORE_INDEX).any():
             return logits.sum() * 0.0
         return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX)
-    return lovasz_softmax(logits.softmax(dim=1), labels)
+    if kind == "lovasz":
+        return lovasz_softmax(logits.softmax(dim=1), labels)
+    raise ValueError(f"unknown semantic loss {kind!r}: 'ce' or 'lovasz'")

@@ -35,7 +35,7 @@ from unips.models.backbone import ResNetFPN
 from unips.models.decoder import OUTPUT_STRIDE, FPNDecoder
 from unips.models.detector import Detections, Detector, paste_full_resolution
 from unips.models.geometry import paste_masks, upsampled_argmax
-from unips.models.losses import semantic_loss
+from unips.models.losses import SemanticLoss, semantic_loss
 from unips.models.matching import match_detections, panoptic_cross_entropy, pixel_targets, downsample_ids
 from unips.models.panoptic_head import PanopticHead
 
@@ -104,7 +104,7 @@ class UnifiedPanopticNet(nn.Module):
         panoptic_head: PanopticHead,
         categories: CategoryMap,
         *,
-        semantic_loss_kind: Literal["ce", "lovasz"] = "lovasz",
+        semantic_loss_kind: SemanticLoss = "lovasz",
         end_to_end: bool = True,
         train_with_gt_boxes: bool = False,
         match_iou_thresh: float = 0.5,

@@ -17,7 +17,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from unips.config import Config
+from unips.config import Config, InferenceMode
 
 # MLflow tags of a study's runs: written by ablation.py, searched by tables.py.
 TAG_KIND, TAG_STUDY, TAG_ROW, TAG_TABLES, TAG_SEED, TAG_TRAINING = (
@@ -39,8 +39,11 @@ class Row:
 
     name: str
     overrides: tuple[str, ...]
-    mode: str
+    mode: InferenceMode
     trim_stuff: bool | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", InferenceMode(self.mode))  # a plain "full" (from JSON) is accepted
 
 
 @dataclass(frozen=True)
