@@ -25,13 +25,15 @@ from unips.config import load_config
 
 pytestmark = pytest.mark.slow
 
-PINNED_ON = "2026-12-02, 2-core AMD EPYC development machine and CI, torch 2.14.1 CPU, one thread"
+# Smoke evaluates only at the end since 2026-12-02 (as `make demo` trains; the figures equal its
+# msk aff e2e row). Earlier pins came from a run whose evaluations at steps 100 and 200 changed its course.
+PINNED_ON = "2026-12-02, 2-core AMD EPYC development machine, torch 2.14.1 CPU, one thread"
 TOLERANCE = 3.0  # percentage points
 PINNED = {
-    "full/PQ": 78.16, "full/PQ_th": 62.38, "full/PQ_st": 89.99,
-    "amx/PQ": 75.89, "amx/PQ_th": 61.05, "amx/PQ_st": 87.02,
-    "heu/PQ": 78.25, "heu/PQ_th": 60.46, "heu/PQ_st": 91.59,
-    "full/mIoU": 92.53, "full/AP_box": 34.93,
+    "full/PQ": 76.80, "full/PQ_th": 59.19, "full/PQ_st": 90.00,
+    "amx/PQ": 74.66, "amx/PQ_th": 58.77, "amx/PQ_st": 86.57,
+    "heu/PQ": 77.21, "heu/PQ_th": 58.35, "heu/PQ_st": 91.35,
+    "full/mIoU": 91.79, "full/AP_box": 33.44,
 }
 
 
