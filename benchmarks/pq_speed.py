@@ -47,9 +47,9 @@ import numpy as np
 from unips.datasets.panoptic_format import id2rgb, read_panoptic_png, write_json, write_png
 from unips.datasets.synthetic import CATEGORIES, render_scene
 from unips.evaluation.export import PanopticExporter
-from unips.testing.perturb import perturb
 from unips.evaluation.pq_files import evaluate_pq_files
 from unips.evaluation.pq_stats import PQAccumulator
+from unips.testing.perturb import perturb
 
 
 def _make_pair(args: tuple[Path, int, int, int, int]) -> tuple[dict[str, Any], np.ndarray, list[dict[str, Any]]]:
