@@ -23,6 +23,7 @@ from unips.datasets import PanopticDataset, collate_panoptic, synthetic
 from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_format import id2rgb, write_png
 from unips.evaluation.segments import dataset_segments
+from unips.evaluation.trim import trim_small_stuff
 from unips.models.build import build_model, build_postprocessor
 
 STEPS = 100  # one-cycle at a high peak rate: PQ 93.9 / 93.9 / 94.2 (full / amx / heu) here, 60 s
@@ -31,15 +32,20 @@ MODES = ("full", "amx", "heu")
 
 
 def _write_predictions(folder: Path, predictions: list[dict], annotations: list[dict], mode: str,
-                       categories: CategoryMap) -> Path:
+                       categories: CategoryMap, stuff_area_limit: int) -> Path:
+    """Each mode's predictions as the evaluator scores them: dataset ids, small stuff trimmed."""
     (folder / mode).mkdir(parents=True)
+    things = [categories.dataset_id(t) for t in categories.thing_train_ids]
     anns = []
     for by_mode, ann in zip(predictions, annotations, strict=True):
         prediction = by_mode[mode]
-        write_png(folder / mode / ann["file_name"], id2rgb(prediction.panoptic.numpy()))
+        panoptic, segments = trim_small_stuff(prediction.panoptic.numpy(),
+                                              dataset_segments(prediction.segments, categories), things,
+                                              stuff_area_limit)
+        write_png(folder / mode / ann["file_name"], id2rgb(panoptic))
         anns.append({"image_id": ann["image_id"], "file_name": ann["file_name"],
                      "segments_info": [{"id": s["id"], "category_id": s["category_id"], "iscrowd": 0}
-                                       for s in dataset_segments(prediction.segments, categories)]})
+                                       for s in segments]})
     path = folder / f"{mode}.json"
     path.write_text(json.dumps({"annotations": anns}))
     return path
@@ -75,7 +81,8 @@ def test_smoke_network_overfits_two_images_in_every_mode(tmp_path: Path) -> None
     annotations = json.loads(gt_json.read_text())["annotations"]
     pq = {}
     for mode in MODES:
-        pred_json = _write_predictions(tmp_path / "pred", predictions, annotations, mode, dataset.categories)
+        pred_json = _write_predictions(tmp_path / "pred", predictions, annotations, mode, dataset.categories,
+                                       cfg.eval.stuff_area_limit)
         with contextlib.redirect_stdout(io.StringIO()):
             scores = pq_compute(str(gt_json), str(pred_json), str(root / "panoptic_train"), str(tmp_path / "pred" / mode))
         pq[mode] = 100 * scores["All"]["pq"]
