@@ -139,6 +139,9 @@ class PanopticHeadConfig(_Section):
     affinity_activation: Literal["relu", "identity"] = "relu"  # after phi0 and phi1
     affinity_centre: bool = True  # subtract the pixel mean of phi0(Q): no constant component in A
     affinity_gain: bool = True  # a learnt gain on the correction, initialised at 0 (P = Psi at the start)
+    # Where a detection's channel is revised: "box" = inside its box only (stuff channels everywhere),
+    # so one instance cannot take pixels of a look-alike elsewhere; "image" = everywhere.
+    affinity_support: Literal["image", "box"] = "image"
     # How the matching loss reads P: "log" = log P, P as unnormalised probabilities, so a one-hot Psi
     # already reaches zero loss; "raw" = P as logits (the paper's "panoptic logits", whose loss can
     # only fall by inflating P, which the affinity does by boosting large channels everywhere).

@@ -15,6 +15,7 @@ def naive_affinity_product(
     scale: AffinityScale = "pixels",
     centre: bool = False,
     gain: torch.Tensor | float = 1.0,
+    support: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The reference: forms the ``(n, n)`` affinity matrix. Same arguments as :func:`affinity_product`."""
     n = psi.shape[1]
@@ -26,6 +27,8 @@ def naive_affinity_product(
         correction = correction / n
     elif scale == "mass":
         correction = correction / psi.sum(dim=1, keepdim=True).clamp(min=MASS_FLOOR)
+    if support is not None:
+        correction = correction * support
     return psi + gain * correction
 
 
@@ -33,19 +36,21 @@ def naive_affinity_product(
 @pytest.mark.parametrize("scale", ["pixels", "mass", "none"])
 @pytest.mark.parametrize("centre", [False, True])
 @pytest.mark.parametrize("gain", [1.0, 0.37, "tensor"])
+@pytest.mark.parametrize("boxed", [False, True])
 def test_efficient_product_equals_the_naive_one(
-    n: int, channels: int, k: int, scale: str, centre: bool, gain: float | str
+    n: int, channels: int, k: int, scale: str, centre: bool, gain: float | str, boxed: bool
 ) -> None:
     generator = torch.Generator().manual_seed(n + k)
     psi = torch.rand(k, n, generator=generator)
     q0 = torch.rand(channels, n, generator=generator)
     q1 = torch.rand(channels, n, generator=generator)
     g = torch.tensor(-1.7, dtype=torch.float64) if gain == "tensor" else gain
+    support = torch.rand(k, n, generator=generator).double().round() if boxed else None
     # Both in double: the check is that the two orders of the product are the same algebra
     # (centring cancels large terms, which float32 would blur).
     psi, q0, q1 = psi.double(), q0.double(), q1.double()
-    fast = affinity_product(psi, q0, q1, scale, centre, g)  # type: ignore[arg-type]
-    reference = naive_affinity_product(psi, q0, q1, scale, centre, g)  # type: ignore[arg-type]
+    fast = affinity_product(psi, q0, q1, scale, centre, g, support)  # type: ignore[arg-type]
+    reference = naive_affinity_product(psi, q0, q1, scale, centre, g, support)  # type: ignore[arg-type]
     assert fast.shape == (k, n)
     torch.testing.assert_close(fast, reference, rtol=1e-9, atol=1e-9)
 
@@ -123,3 +128,36 @@ def test_mass_scaling_revises_a_small_and_a_large_segment_alike() -> None:
     torch.testing.assert_close(by_mass[0], by_mass[1])
     by_pixels = affinity_product(psi, q0, q1, scale="pixels") - psi
     assert float(by_pixels[1, 0]) > 10 * float(by_pixels[0, 0])  # 1/n: the large segment's boost is 19x
+
+
+def test_box_support_revises_a_detection_only_inside_its_box() -> None:
+    """Two look-alike instances: with the whole image as support each channel gains on the other's
+    pixels; limited to its box, a detection's channel stays exactly Psi (zero) outside it, while a
+    stuff channel is still revised everywhere."""
+    from unips.models.panoptic_head import PanopticHead
+
+    torch.manual_seed(0)
+    height, width = 8, 16
+    semantic = torch.full((3, height, width), 1 / 3)  # classes: 0 stuff, 1 and 2 things
+    detections = {"boxes": torch.tensor([[0.0, 0.0, 16.0, 32.0], [40.0, 0.0, 64.0, 32.0]]),  # image pixels
+                  "scores": torch.tensor([0.9, 0.8]), "labels": torch.tensor([1, 1])}
+    q = torch.randn(6, height, width)
+    results = {}
+    for support in ("image", "box"):
+        affinity = AffinityHead(in_channels=8, decoder_channels=8, channels=6, scale="mass", centre=True,
+                                learn_gain=False, support=support)
+        torch.nn.init.eye_(affinity.phi0.weight.view(6, 6))
+        torch.nn.init.eye_(affinity.phi1.weight.view(6, 6))
+        torch.nn.init.zeros_(affinity.phi0.bias)
+        torch.nn.init.zeros_(affinity.phi1.bias)
+        head = PanopticHead(stuff_classes=[0], variant="B", affinity=affinity, stride=4)
+        psi, p = head(semantic, detections, q=q)
+        results[support] = (psi, p)
+    psi, boxed = results["box"]
+    _, everywhere = results["image"]
+    outside_first = torch.ones(height, width, dtype=torch.bool)
+    outside_first[:, :4] = False  # the first box covers frame columns 0-3
+    torch.testing.assert_close(boxed[1][outside_first], torch.zeros(int(outside_first.sum())))
+    assert float((everywhere[1][outside_first] - psi[1][outside_first]).abs().max()) > 1e-3
+    torch.testing.assert_close(boxed[1][~outside_first], everywhere[1][~outside_first])  # inside: the same
+    torch.testing.assert_close(boxed[0], everywhere[0])  # stuff: the whole image either way

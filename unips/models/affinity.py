@@ -16,6 +16,12 @@ decide whether end-to-end training works (docs/method.md, "The affinity correcti
   erases small things. Centred, every row of ``A`` sums to zero. Still linear in ``n``.
 * ``g``: a learnt scalar gain, initialised at 0, so training starts from ``P = Psi``
   and the affinities enter only as far as they help; without it ``g = 1``.
+* ``support``: where each channel may be revised. Over the whole image, a detection's
+  channel gains at every pixel that looks like its instance, so of two instances of one
+  class the one the correction favours takes pixels of the other far outside its own box.
+  Limited to the detection's box (stuff channels keep the whole image), the correction
+  can only redraw boundaries where ``Psi`` already puts the instance; ``P_k = Psi_k = 0``
+  elsewhere, as in the potential itself.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ MASS_FLOOR = 1.0  # "mass" scaling: a channel with less than one pixel's worth o
 
 
 AffinityScale = Literal["pixels", "mass", "none"]
+AffinitySupport = Literal["image", "box"]
 
 
 def affinity_product(
@@ -42,8 +49,9 @@ def affinity_product(
     scale: AffinityScale = "pixels",
     centre: bool = False,
     gain: torch.Tensor | float = 1.0,
+    support: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``P = Psi + g (q1^T ((q0 - mean(q0)) Psi^T S))^T``, right to left.
+    """``P = Psi + g W * (q1^T ((q0 - mean(q0)) Psi^T S))^T``, right to left.
 
     Args:
         psi: ``(K, n)`` potential, one row per channel.
@@ -54,9 +62,12 @@ def affinity_product(
             whatever its area; ``"none"`` = 1.
         centre: subtract each row's mean over the ``n`` pixels from ``q0`` first.
         gain: ``g``, a float or a 0-d tensor (learnt).
+        support: ``W``, ``(K, n)`` weights in [0, 1] of where each channel may be revised, or None
+            for everywhere.
 
     Returns:
-        ``(K, n)``. Extra memory beyond the output is the ``(C, K)`` product (and ``q0`` centred).
+        ``(K, n)``. Extra memory beyond the output is the ``(C, K)`` product (and ``q0`` centred),
+        and with ``support`` one more ``(K, n)`` tensor.
     """
     if centre:
         q0 = q0 - q0.mean(dim=1, keepdim=True)
@@ -65,7 +76,9 @@ def affinity_product(
         small = small / psi.shape[1]
     elif scale == "mass":
         small = small / psi.sum(dim=1).clamp(min=MASS_FLOOR)
-    return torch.addmm(psi, (small * gain).T, q1)  # (C, K)-sized work before the one (K, n) product
+    if support is None:
+        return torch.addmm(psi, (small * gain).T, q1)  # (C, K)-sized work before the one (K, n) product
+    return psi + support * ((small * gain).T @ q1)
 
 
 class AffinityHead(nn.Module):
@@ -79,6 +92,7 @@ class AffinityHead(nn.Module):
         activation: after each of ``phi0``, ``phi1``.
         centre: centre ``phi0(Q)`` over the pixels of each image.
         learn_gain: a learnt gain on the correction, initialised at 0 (else the gain is 1).
+        support: where a detection's channel is revised: the ``"image"`` or its ``"box"``.
     """
 
     def __init__(
@@ -90,6 +104,7 @@ class AffinityHead(nn.Module):
         activation: AffinityActivation = "relu",
         centre: bool = True,
         learn_gain: bool = True,
+        support: AffinitySupport = "image",
     ) -> None:
         super().__init__()
         self.decoder = FPNDecoder(in_channels, decoder_channels, channels)
@@ -99,17 +114,20 @@ class AffinityHead(nn.Module):
         self.activation = activation
         self.centre = centre
         self.gain = nn.Parameter(torch.zeros(())) if learn_gain else None
+        self.support = support
 
     def features(self, fpn: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """``Q``: ``(B, C, H / 4, W / 4)``."""
         return self.decoder(fpn)
 
-    def forward(self, q: torch.Tensor, psi: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, psi: torch.Tensor, boxes: torch.Tensor | None = None) -> torch.Tensor:
         """Apply the affinities of one image.
 
         Args:
             q: ``(C, h, w)`` affinity features of the image.
             psi: ``(K, h, w)`` its potential.
+            boxes: ``(K, h, w)`` box indicators, 1 everywhere for a stuff channel; needed with
+                ``support="box"``, ignored otherwise.
 
         Returns:
             ``P``: ``(K, h, w)``.
@@ -118,7 +136,13 @@ class AffinityHead(nn.Module):
         flat = q.reshape(q.shape[0], -1)
         q0, q1 = self._phi(self.phi0, flat), self._phi(self.phi1, flat)
         gain = 1.0 if self.gain is None else self.gain
-        return affinity_product(psi.reshape(k, -1), q0, q1, self.scale, self.centre, gain).reshape(k, height, width)
+        support = None
+        if self.support == "box":
+            if boxes is None:
+                raise ValueError("support='box' needs the box indicators of the channels")
+            support = boxes.reshape(k, -1)
+        p = affinity_product(psi.reshape(k, -1), q0, q1, self.scale, self.centre, gain, support)
+        return p.reshape(k, height, width)
 
     def _phi(self, conv: nn.Conv2d, flat: torch.Tensor) -> torch.Tensor:
         """``activation(conv(Q))`` on ``(C, n)`` features: a 1x1 convolution is this matrix product.

@@ -53,7 +53,7 @@ def build_model(cfg: Config, categories: CategoryMap) -> UnifiedPanopticNet:
         affinity = _seeded(affinity_seed, lambda: AffinityHead(
             channels, m.semantic.channels, panoptic.affinity_channels, scale=panoptic.affinity_scale,
             activation=panoptic.affinity_activation, centre=panoptic.affinity_centre,
-            learn_gain=panoptic.affinity_gain))
+            learn_gain=panoptic.affinity_gain, support=panoptic.affinity_support))
     return UnifiedPanopticNet(
         backbone=backbone,
         semantic_head=semantic_head,

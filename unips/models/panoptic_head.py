@@ -9,6 +9,7 @@ from torch import nn
 
 from unips.models.affinity import AffinityHead
 from unips.models.decoder import OUTPUT_STRIDE
+from unips.models.geometry import box_indicator
 from unips.models.potential import Variant, dynamic_potential
 
 
@@ -63,4 +64,9 @@ class PanopticHead(nn.Module):
             return psi, None
         if q is None:
             raise ValueError("the affinity head needs the affinity features q")
-        return psi, self.affinity(q, psi)
+        boxes = None
+        if self.affinity.support == "box":
+            height, width = psi.shape[-2:]
+            stuff = psi.new_ones(len(self.stuff_classes), height, width)
+            boxes = torch.cat([stuff, box_indicator(detections["boxes"], height, width, self.stride).to(psi.dtype)])
+        return psi, self.affinity(q, psi, boxes)
