@@ -30,6 +30,14 @@ def _box_relations(boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return overlap.any(axis=1), inside.any(axis=1)
 
 
+def _box_counts(boxes: np.ndarray, height: int, width: int) -> tuple[int, int, int]:
+    """Of ``(N, 4)`` ``x, y, w, h`` boxes: how many overlap another, lie inside another, touch the border."""
+    overlap, inside = _box_relations(boxes)
+    border = ((boxes[:, 0] <= 0) | (boxes[:, 1] <= 0) | (boxes[:, 0] + boxes[:, 2] >= width)
+              | (boxes[:, 1] + boxes[:, 3] >= height))
+    return int(overlap.sum()), int(inside.sum()), int(border.sum())
+
+
 def split_statistics(json_path: str | Path) -> dict[str, Any]:
     """Counts and shares over one split.
 
@@ -58,13 +66,9 @@ def split_statistics(json_path: str | Path) -> dict[str, Any]:
             if kind == "thing":
                 boxes.append(seg["bbox"])
         if boxes:
-            b = np.asarray(boxes, dtype=np.float64)
-            overlap, inside = _box_relations(b)
-            n_things += len(b)
-            n_overlap += int(overlap.sum())
-            n_inside += int(inside.sum())
-            n_border += int(((b[:, 0] <= 0) | (b[:, 1] <= 0) | (b[:, 0] + b[:, 2] >= record.width)
-                             | (b[:, 1] + b[:, 3] >= record.height)).sum())
+            overlap, inside, border = _box_counts(np.asarray(boxes, dtype=np.float64), record.height, record.width)
+            n_things, n_overlap, n_inside, n_border = (n_things + len(boxes), n_overlap + overlap,
+                                                       n_inside + inside, n_border + border)
     n_images = len(records)
     things = max(n_things, 1)
     return {

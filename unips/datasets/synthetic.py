@@ -230,6 +230,16 @@ def _stuff(rng: np.random.Generator, height: int, width: int, params: SceneParam
     """Stuff category ids ``(H, W)`` and the textured background ``(H, W, 3)`` float32."""
     x = (np.arange(width, dtype=np.float32) + 0.5)[None, :]
     y = (np.arange(height, dtype=np.float32) + 0.5)[:, None]
+    labels = _stuff_labels(rng, x, y, params)
+    return labels, _stuff_texture(rng, labels, x, y)
+
+
+def _stuff_labels(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, params: SceneParams) -> np.ndarray:
+    """``(H, W)`` stuff category ids: sky over wall over road along wavy lines, grass patches.
+
+    ``x`` ``(1, W)`` and ``y`` ``(H, 1)`` are the pixel centres.
+    """
+    height, width = y.shape[0], x.shape[1]
 
     def wavy(mean: float) -> np.ndarray:
         amp, freq, phase = rng.uniform(0.02, 0.08), rng.uniform(0.5, 2.5), rng.uniform(0, 2 * np.pi)
@@ -246,7 +256,12 @@ def _stuff(rng: np.random.Generator, height: int, width: int, params: SceneParam
             gx, gy = rng.uniform(0, 1) * width, rng.uniform(0.45, 1.0) * height
             patch = ((x - gx) / (gw / 2)) ** 2 + ((y - gy) / (gh / 2)) ** 2 <= 1.0
             labels[patch & (labels != SKY)] = GRASS
+    return labels
 
+
+def _stuff_texture(rng: np.random.Generator, labels: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``(H, W, 3)`` float32 background: each stuff class's texture on its pixels of ``labels``."""
+    height, width = labels.shape
     smooth = _smooth_noise(rng, height, width)
     fine = rng.standard_normal((height, width), dtype=np.float32)
     wall_colour = np.array([rng.uniform(110, 170), rng.uniform(85, 130), rng.uniform(75, 120)], dtype=np.float32)
@@ -279,7 +294,7 @@ def _stuff(rng: np.random.Generator, height: int, width: int, params: SceneParam
     for category_id, paint in ((SKY, sky), (WALL, wall), (ROAD, road), (GRASS, grass)):
         where = labels == category_id
         texture[where] = paint(ys[where], xs[where], smooth[where], fine[where])
-    return labels, texture
+    return texture
 
 
 def _paint(window: np.ndarray, mask: np.ndarray, shape: _Shape, top: int) -> None:
@@ -300,19 +315,12 @@ def _paint(window: np.ndarray, mask: np.ndarray, shape: _Shape, top: int) -> Non
     window[mask & ~eroded] *= 0.55
 
 
-def render_scene(
-    rng: np.random.Generator, height: int, width: int, params: SceneParams = SceneParams()
-) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
-    """Draw one scene.
-
-    Returns ``(image (H, W, 3) uint8, panoptic ids (H, W) int32, segments_info)`` where
-    ``segments_info`` lists ``id, category_id, area, bbox, iscrowd`` for every segment in the map.
-    """
-    labels, image = _stuff(rng, height, width, params)
-    panoptic = labels * 1000
+def _draw_items(rng: np.random.Generator, image: np.ndarray, panoptic: np.ndarray, items: list[_Item]) -> set[int]:
+    """Paint the items in order into ``image`` ``(H, W, 3)`` and ``panoptic`` ``(H, W)``; the crowd segment ids."""
+    height, width = panoptic.shape
     crowd_ids: set[int] = set()
     count = {BOX: 0, DISC: 0, TRIANGLE: 0}
-    for item in _layout(rng, height, width, params):
+    for item in items:
         segment_id = 0
         if item.role != "void":
             count[item.category_id] += 1
@@ -328,8 +336,11 @@ def render_scene(
             else:
                 _paint(image[rows, cols], mask, shape, rows.start)
             panoptic[rows, cols][mask] = segment_id
+    return crowd_ids
 
-    min_area = params.min_visible_fraction * height * width
+
+def _annotate(panoptic: np.ndarray, crowd_ids: set[int], min_area: float) -> list[dict[str, Any]]:
+    """The segments of ``panoptic``; thing instances under ``min_area`` pixels (too hidden) become void."""
     segments = []
     for segment_id in sorted(pd.unique(panoptic.ravel())):
         if segment_id == 0:
@@ -341,15 +352,23 @@ def render_scene(
         if is_thing and segment_id not in crowd_ids and area < min_area:
             panoptic[mask] = 0  # too hidden to annotate: void
             continue
-        segments.append(
-            {
-                "id": int(segment_id),
-                "category_id": category_id,
-                "area": area,
-                "bbox": mask_bbox_xywh(mask),
-                "iscrowd": int(segment_id in crowd_ids),
-            }
-        )
+        segments.append({"id": int(segment_id), "category_id": category_id, "area": area,
+                         "bbox": mask_bbox_xywh(mask), "iscrowd": int(segment_id in crowd_ids)})
+    return segments
+
+
+def render_scene(
+    rng: np.random.Generator, height: int, width: int, params: SceneParams = SceneParams()
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Draw one scene.
+
+    Returns ``(image (H, W, 3) uint8, panoptic ids (H, W) int32, segments_info)`` where
+    ``segments_info`` lists ``id, category_id, area, bbox, iscrowd`` for every segment in the map.
+    """
+    labels, image = _stuff(rng, height, width, params)
+    panoptic = labels * 1000
+    crowd_ids = _draw_items(rng, image, panoptic, _layout(rng, height, width, params))
+    segments = _annotate(panoptic, crowd_ids, params.min_visible_fraction * height * width)
     image *= rng.uniform(0.85, 1.15)
     image += 3.0 * rng.standard_normal(image.shape, dtype=np.float32)
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), panoptic, segments

@@ -7,13 +7,32 @@ augmentation, and instances cropped away simply disappear.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from unips.datasets.categories import IGNORE_INDEX, CategoryMap
 from unips.datasets.panoptic_format import mask_bbox_xywh
+
+
+class _Thing(NamedTuple):
+    mask: np.ndarray  # (H, W) bool
+    box: list[float]  # x1, y1, x2, y2
+    train_id: int
+    segment_id: int
+
+
+def _thing_tensors(things: list[_Thing], height: int, width: int) -> dict[str, torch.Tensor]:
+    """``boxes`` ``(N, 4)``, ``labels`` ``(N,)``, ``masks`` ``(N, H, W)`` uint8 and ``instance_ids`` ``(N,)``."""
+    masks = (torch.from_numpy(np.stack([t.mask for t in things]).astype(np.uint8)) if things
+             else torch.zeros((0, height, width), dtype=torch.uint8))
+    return {
+        "boxes": torch.tensor([t.box for t in things], dtype=torch.float32).reshape(-1, 4),
+        "labels": torch.tensor([t.train_id for t in things], dtype=torch.int64),
+        "masks": masks,
+        "instance_ids": torch.tensor([t.segment_id for t in things], dtype=torch.int64),
+    }
 
 
 def panoptic_targets(
@@ -37,10 +56,7 @@ def panoptic_targets(
     height, width = panoptic.shape
     semantic = np.full((height, width), IGNORE_INDEX, dtype=np.int64)
     crowd = np.zeros((height, width), dtype=bool)
-    masks: list[np.ndarray] = []
-    boxes: list[list[float]] = []
-    labels: list[int] = []
-    instance_ids: list[int] = []
+    things: list[_Thing] = []
     present: list[dict[str, Any]] = []
     for seg in segments_info:
         mask = panoptic == seg["id"]
@@ -57,18 +73,10 @@ def panoptic_targets(
             crowd |= mask
             continue
         x, y, w, h = bbox
-        masks.append(mask)
-        boxes.append([x, y, x + w, y + h])
-        labels.append(train_id)
-        instance_ids.append(int(seg["id"]))
+        things.append(_Thing(mask, [x, y, x + w, y + h], train_id, int(seg["id"])))
     return {
         "semantic": torch.from_numpy(semantic),
-        "boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-        "labels": torch.tensor(labels, dtype=torch.int64),
-        "masks": torch.from_numpy(np.stack(masks).astype(np.uint8))
-        if masks
-        else torch.zeros((0, height, width), dtype=torch.uint8),
-        "instance_ids": torch.tensor(instance_ids, dtype=torch.int64),
+        **_thing_tensors(things, height, width),
         "crowd": torch.from_numpy(crowd),
         "panoptic": torch.from_numpy(panoptic.astype(np.int64)),
         "segments_info": present,

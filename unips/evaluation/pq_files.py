@@ -105,6 +105,22 @@ def _chunks(items: list[_Job], n: int) -> list[list[_Job]]:
     return [items[bounds[k]:bounds[k + 1]] for k in range(n)]
 
 
+def _pair_images(gt_json: Path, pred_json: Path, gt_folder: Path,
+                 pred_folder: Path) -> tuple[CategoryMap, list[_Job]]:
+    """The categories, and one job per ground-truth image with its prediction; every image needs one."""
+    categories, records = parse_panoptic_json(read_json(gt_json), gt_json)
+    predictions = _prediction_annotations(pred_json)
+    jobs = []
+    for record in records:
+        pred = predictions.get(record.image_id)
+        if pred is None:
+            raise PanopticFormatError(f"{pred_json}: no prediction for image id {record.image_id} "
+                                      f"(listed in {gt_json})")
+        jobs.append(_Job(record.image_id, gt_folder / record.png_file, list(record.segments_info),
+                         pred_folder / pred["file_name"], pred["segments_info"]))
+    return categories, jobs
+
+
 def evaluate_pq_files(
     gt_json: str | os.PathLike[str],
     pred_json: str | os.PathLike[str],
@@ -138,17 +154,7 @@ def evaluate_pq_files(
     for folder in (gt_folder, pred_folder):
         if not folder.is_dir():
             raise FileNotFoundError(f"PNG folder not found: {folder}")
-    categories, records = parse_panoptic_json(read_json(gt_json), gt_json)
-    predictions = _prediction_annotations(pred_json)
-    jobs = []
-    for record in records:
-        pred = predictions.get(record.image_id)
-        if pred is None:
-            raise PanopticFormatError(f"{pred_json}: no prediction for image id {record.image_id} "
-                                      f"(listed in {gt_json})")
-        jobs.append(_Job(record.image_id, gt_folder / record.png_file, list(record.segments_info),
-                         pred_folder / pred["file_name"], pred["segments_info"]))
-
+    categories, jobs = _pair_images(gt_json, pred_json, gt_folder, pred_folder)
     workers = max(1, min(workers, len(jobs)))
     total = PQAccumulator(categories, stuff_area_limit)
     if workers == 1:

@@ -104,14 +104,7 @@ def launch_training(
         train_loop: the per-worker function (tests wrap the standard one to inject faults).
     """
     workdir = Path(workdir or Path.cwd()).resolve()
-    cfg = absolute_paths(cfg, workdir)
-    if cfg.optim.images_per_batch % cfg.platform.num_workers:
-        raise ValueError(f"optim.images_per_batch={cfg.optim.images_per_batch} must be a multiple of "
-                         f"platform.num_workers={cfg.platform.num_workers}")
-    if cfg.data.dataset == "synthetic":
-        ensure_synthetic(cfg.data)
-    storage = Path(cfg.platform.storage_path)  # type: ignore[arg-type]
-    storage.mkdir(parents=True, exist_ok=True)
+    cfg, storage = _prepare(cfg, workdir)
     uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, workdir)
     if resume:
         run_name, run_id = resumed_run(uri, cfg.name, run_name)
@@ -130,6 +123,19 @@ def launch_training(
     set_status(uri, run_id, "FINISHED")
     checkpoint = Path(result.checkpoint.path) / STATE_FILE if result.checkpoint is not None else None
     return TrainingOutcome(run_name, storage / run_name, uri, run_id, dict(result.metrics or {}), checkpoint)
+
+
+def _prepare(cfg: Config, workdir: Path) -> tuple[Config, Path]:
+    """``cfg`` with absolute paths, checked against the worker count, its synthetic data made; the storage folder."""
+    cfg = absolute_paths(cfg, workdir)
+    if cfg.optim.images_per_batch % cfg.platform.num_workers:
+        raise ValueError(f"optim.images_per_batch={cfg.optim.images_per_batch} must be a multiple of "
+                         f"platform.num_workers={cfg.platform.num_workers}")
+    if cfg.data.dataset == "synthetic":
+        ensure_synthetic(cfg.data)
+    storage = Path(cfg.platform.storage_path)  # type: ignore[arg-type]
+    storage.mkdir(parents=True, exist_ok=True)
+    return cfg, storage
 
 
 def _trainer(cfg: Config, run_name: str, train_loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any],

@@ -11,7 +11,8 @@ prediction is one option of :func:`perturb`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -21,10 +22,6 @@ import pandas as pd
 from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_format import MAX_SEGMENT_ID, VOID_ID, mask_bbox_xywh
 
-EDITS = ("erode", "dilate", "merge", "split", "swap_class", "drop", "hallucinate", "void_blob", "shift",
-         "crowd_instances", "speckles")
-
-
 def _random_box(rng: np.random.Generator, height: int, width: int, max_fraction: float) -> tuple[slice, slice]:
     h = int(rng.integers(1, max(2, int(height * max_fraction))))
     w = int(rng.integers(1, max(2, int(width * max_fraction))))
@@ -32,77 +29,122 @@ def _random_box(rng: np.random.Generator, height: int, width: int, max_fraction:
     return slice(r, r + h), slice(c, c + w)
 
 
-def _edit(rng: np.random.Generator, kind: str, pred: np.ndarray, category: dict[int, int],
-          crowd_ids: Sequence[int], categories: CategoryMap, new_id: int) -> int:
-    """Apply one edit in place to ``pred`` / ``category`` (segment id -> category id); returns the next free id."""
-    present = [int(i) for i in pd.unique(pred.ravel()) if i != VOID_ID]
-    all_cats = [c.id for c in categories.categories]
-    height, width = pred.shape
+@dataclass
+class _Prediction:
+    """A prediction being edited in place: the id map, segment id -> category id, and the next free id."""
+
+    rng: np.random.Generator
+    pred: np.ndarray
+    category: dict[int, int]
+    crowd_ids: Sequence[int]
+    all_categories: list[int]
+    new_id: int
+
+    def pick(self, ids: Sequence[int]) -> int:
+        return ids[int(self.rng.integers(len(ids)))]
+
+    def add_segment(self, where: Any, category_id: int) -> None:
+        self.pred[where] = self.new_id
+        self.category[self.new_id] = category_id
+        self.new_id += 1
+
+
+def _erode_or_dilate(p: _Prediction, present: list[int], dilate: bool) -> None:
+    seg = p.pick(present)
+    mask = (p.pred == seg).astype(np.uint8)
+    iterations = int(p.rng.integers(1, 4))
     kernel = np.ones((3, 3), np.uint8)
-    if kind in ("erode", "dilate", "merge", "split", "swap_class", "drop") and not present:
+    if dilate:
+        p.pred[cv2.dilate(mask, kernel, iterations=iterations) > 0] = seg
+    else:
+        p.pred[(mask > 0) & (cv2.erode(mask, kernel, iterations=iterations) == 0)] = VOID_ID
+
+
+def _merge(p: _Prediction, present: list[int]) -> None:
+    a = p.pick(present)
+    same = [s for s in present if p.category[s] == p.category[a] and s != a]
+    others = same if same and p.rng.random() < 0.8 else [s for s in present if s != a]
+    if others:
+        p.pred[p.pred == p.pick(others)] = a
+
+
+def _split(p: _Prediction, present: list[int]) -> None:
+    seg = p.pick(present)
+    mask = p.pred == seg
+    x, y, w, h = mask_bbox_xywh(mask)
+    cut = np.zeros_like(mask)
+    if p.rng.random() < 0.5:
+        cut[:, x + int(p.rng.integers(0, w + 1)):] = True
+    else:
+        cut[y + int(p.rng.integers(0, h + 1)):, :] = True
+    p.add_segment(mask & cut, p.category[seg])
+
+
+def _swap_class(p: _Prediction, present: list[int]) -> None:
+    seg = p.pick(present)
+    p.category[seg] = p.pick(p.all_categories)
+
+
+def _drop(p: _Prediction, present: list[int]) -> None:
+    p.pred[p.pred == p.pick(present)] = VOID_ID
+
+
+def _hallucinate(p: _Prediction, present: list[int]) -> None:
+    where = _random_box(p.rng, *p.pred.shape, 0.5)
+    p.add_segment(where, p.pick(p.all_categories))
+
+
+def _void_blob(p: _Prediction, present: list[int]) -> None:
+    p.pred[_random_box(p.rng, *p.pred.shape, 0.4)] = VOID_ID
+
+
+def _shift(p: _Prediction, present: list[int]) -> None:
+    p.pred[:] = np.roll(p.pred, (int(p.rng.integers(-3, 4)), int(p.rng.integers(-3, 4))), axis=(0, 1))
+
+
+def _crowd_instances(p: _Prediction, present: list[int]) -> None:
+    """A model predicts instances inside a crowd region; some spill over its border."""
+    if not p.crowd_ids:
+        return
+    crowd = p.pick(p.crowd_ids)
+    mask = p.pred == crowd
+    if not mask.any():
+        return
+    x, y, w, h = mask_bbox_xywh(mask)
+    for _ in range(int(p.rng.integers(1, 4))):
+        r0, c0 = y + int(p.rng.integers(0, h)), x + int(p.rng.integers(0, w))
+        box = (slice(r0, r0 + int(p.rng.integers(1, h + 1))), slice(c0, c0 + int(p.rng.integers(1, w + 1))))
+        region = mask[box] if p.rng.random() < 0.6 else np.ones_like(mask[box])
+        p.pred[box][region] = p.new_id
+        same = p.rng.random() < 0.7
+        p.category[p.new_id] = p.category[crowd] if same else p.pick(p.all_categories)
+        p.new_id += 1
+
+
+def _speckles(p: _Prediction, present: list[int]) -> None:
+    height, width = p.pred.shape
+    for _ in range(int(p.rng.integers(1, 6))):
+        r, c = int(p.rng.integers(height)), int(p.rng.integers(width))
+        p.add_segment((slice(r, r + int(p.rng.integers(1, 3))), slice(c, c + int(p.rng.integers(1, 3)))),
+                      p.pick(p.all_categories))
+
+
+_EDIT_FUNCTIONS: dict[str, Callable[[_Prediction, list[int]], None]] = {
+    "erode": lambda p, present: _erode_or_dilate(p, present, dilate=False),
+    "dilate": lambda p, present: _erode_or_dilate(p, present, dilate=True),
+    "merge": _merge, "split": _split, "swap_class": _swap_class, "drop": _drop, "hallucinate": _hallucinate,
+    "void_blob": _void_blob, "shift": _shift, "crowd_instances": _crowd_instances, "speckles": _speckles,
+}
+EDITS = tuple(_EDIT_FUNCTIONS)
+_NEED_A_SEGMENT = ("erode", "dilate", "merge", "split", "swap_class", "drop")
+
+
+def _edit(p: _Prediction, kind: str) -> None:
+    """Apply one edit of ``kind`` in place; one that needs a segment hallucinates one on an empty map."""
+    present = [int(i) for i in pd.unique(p.pred.ravel()) if i != VOID_ID]
+    if kind in _NEED_A_SEGMENT and not present:
         kind = "hallucinate"
-    if kind in ("erode", "dilate"):
-        seg = present[int(rng.integers(len(present)))]
-        mask = (pred == seg).astype(np.uint8)
-        iterations = int(rng.integers(1, 4))
-        if kind == "erode":
-            pred[(mask > 0) & (cv2.erode(mask, kernel, iterations=iterations) == 0)] = VOID_ID
-        else:
-            pred[cv2.dilate(mask, kernel, iterations=iterations) > 0] = seg
-    elif kind == "merge":
-        a = present[int(rng.integers(len(present)))]
-        same = [s for s in present if category[s] == category[a] and s != a]
-        others = same if same and rng.random() < 0.8 else [s for s in present if s != a]
-        if others:
-            pred[pred == others[int(rng.integers(len(others)))]] = a
-    elif kind == "split":
-        seg = present[int(rng.integers(len(present)))]
-        mask = pred == seg
-        x, y, w, h = mask_bbox_xywh(mask)
-        cut = np.zeros_like(mask)
-        if rng.random() < 0.5:
-            cut[:, x + int(rng.integers(0, w + 1)):] = True
-        else:
-            cut[y + int(rng.integers(0, h + 1)):, :] = True
-        pred[mask & cut] = new_id
-        category[new_id] = category[seg]
-        new_id += 1
-    elif kind == "swap_class":
-        seg = present[int(rng.integers(len(present)))]
-        category[seg] = all_cats[int(rng.integers(len(all_cats)))]
-    elif kind == "drop":
-        pred[pred == present[int(rng.integers(len(present)))]] = VOID_ID
-    elif kind == "hallucinate":
-        rows, cols = _random_box(rng, height, width, 0.5)
-        pred[rows, cols] = new_id
-        category[new_id] = all_cats[int(rng.integers(len(all_cats)))]
-        new_id += 1
-    elif kind == "void_blob":
-        rows, cols = _random_box(rng, height, width, 0.4)
-        pred[rows, cols] = VOID_ID
-    elif kind == "shift":
-        pred[:] = np.roll(pred, (int(rng.integers(-3, 4)), int(rng.integers(-3, 4))), axis=(0, 1))
-    elif kind == "crowd_instances" and crowd_ids:
-        # A model predicts instances inside a crowd region; some spill over its border.
-        crowd = crowd_ids[int(rng.integers(len(crowd_ids)))]
-        mask = pred == crowd
-        if mask.any():
-            x, y, w, h = mask_bbox_xywh(mask)
-            for _ in range(int(rng.integers(1, 4))):
-                r0, c0 = y + int(rng.integers(0, h)), x + int(rng.integers(0, w))
-                box = (slice(r0, r0 + int(rng.integers(1, h + 1))), slice(c0, c0 + int(rng.integers(1, w + 1))))
-                region = mask[box] if rng.random() < 0.6 else np.ones_like(mask[box])
-                pred[box][region] = new_id
-                same = rng.random() < 0.7
-                category[new_id] = category[crowd] if same else all_cats[int(rng.integers(len(all_cats)))]
-                new_id += 1
-    elif kind == "speckles":
-        for _ in range(int(rng.integers(1, 6))):
-            r, c = int(rng.integers(height)), int(rng.integers(width))
-            pred[r:r + int(rng.integers(1, 3)), c:c + int(rng.integers(1, 3))] = new_id
-            category[new_id] = all_cats[int(rng.integers(len(all_cats)))]
-            new_id += 1
-    return new_id
+    _EDIT_FUNCTIONS[kind](p, present)
 
 
 def perturb(
@@ -127,12 +169,13 @@ def perturb(
     """
     if rng.random() < p_empty:
         return np.zeros(panoptic.shape, np.int32), []
-    pred = panoptic.astype(np.int32).copy()
     category = {int(s["id"]): int(s["category_id"]) for s in segments_info}
     crowd_ids = [int(s["id"]) for s in segments_info if s.get("iscrowd", 0)]
-    new_id = max(category, default=0) + 1
+    edited = _Prediction(rng, panoptic.astype(np.int32).copy(), category, crowd_ids,
+                         [c.id for c in categories.categories], max(category, default=0) + 1)
     for _ in range(int(rng.integers(1, 9)) if num_edits is None else num_edits):
-        new_id = _edit(rng, EDITS[int(rng.integers(len(EDITS)))], pred, category, crowd_ids, categories, new_id)
+        _edit(edited, EDITS[int(rng.integers(len(EDITS)))])
+    pred = edited.pred
 
     present = np.array(sorted(int(i) for i in pd.unique(pred.ravel()) if i != VOID_ID), np.int64)
     # Renumber to fresh random ids (sometimes keep them: ids shared with the ground truth must not matter).
