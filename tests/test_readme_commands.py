@@ -1,0 +1,87 @@
+"""The README's quick commands, taken from the README's own text and run as a user runs them.
+
+The long ones are run elsewhere: ``make test`` is CI, ``experiments/train.py --preset smoke``
+is the accuracy test, ``experiments/ablation.py`` the study tests, ``ray submit`` is
+``make cluster-smoke``; benchmarks stay out of the suite.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = ".venv/bin/"
+
+
+def readme_commands() -> list[str]:
+    """Every line of the README's ``bash`` blocks, without its trailing comment."""
+    text = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line]
+
+
+def readme_command(start: str) -> str:
+    """The one README command that starts with ``start``, its ``.venv/bin/`` made this interpreter's."""
+    (command,) = [line for line in readme_commands() if line.startswith(start)]
+    return command.replace(VENV_BIN, str(Path(sys.executable).parent) + "/", 1)
+
+
+def run(command: str, cwd: Path, timeout_s: float = 300) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["bash", "-c", command], cwd=cwd, capture_output=True, text=True, timeout=timeout_s,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, f"{command}\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}"
+    return result
+
+
+def test_the_quick_start_is_the_two_make_commands() -> None:
+    assert readme_commands()[:2] == ["make demo", "make test"]
+
+
+@pytest.mark.slow
+def test_synthetic_data_command(tmp_path: Path) -> None:
+    command = readme_command(".venv/bin/python -m unips.datasets.synthetic")
+    run(command, tmp_path)
+    train = json.loads((tmp_path / "data/syn/panoptic_train.json").read_text())
+    val = json.loads((tmp_path / "data/syn/panoptic_val.json").read_text())
+    assert len(train["images"]) == 200 and len(val["images"]) == 50
+    assert {(image["height"], image["width"]) for image in train["images"]} == {(128, 256)}
+    assert len(list((tmp_path / "data/syn/panoptic_train").glob("*.png"))) == 200
+
+
+def test_configuration_command(tmp_path: Path) -> None:
+    output = run(readme_command(".venv/bin/python -m unips.config"), tmp_path).stdout
+    assert re.search(r"base_lr: 0\.02\b", output), output
+    assert re.search(r"crop_size:\s*\n\s*- 96\s*\n\s*- 192", output), output
+
+
+@pytest.mark.slow
+def test_mlflow_ui_command(tmp_path: Path) -> None:
+    """``mlflow ui`` on the store ``make demo`` writes, at the address the README gives."""
+    command = readme_command(".venv/bin/mlflow ui")
+    assert "--host 127.0.0.1" in command  # loopback only
+    server = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:5000/health", timeout=5) as response:
+                    assert response.status == 200 and response.read().strip() == b"OK"
+                    break
+            except OSError:
+                assert server.poll() is None, f"mlflow ui exited: {server.stdout.read() if server.stdout else ''}"
+                assert time.monotonic() < deadline, "mlflow ui did not answer within 120 s"
+                time.sleep(1)
+        assert (tmp_path / "mlflow.db").exists()  # the store is the one in the current folder
+    finally:
+        server.terminate()
+        server.wait(30)
