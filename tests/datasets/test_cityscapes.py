@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -92,3 +94,30 @@ def test_missing_split_names_the_searched_path(cityscapes_root: Path) -> None:
 def test_unconverted_dataset_says_how_to_convert(cityscapes_root: Path) -> None:
     with pytest.raises(FileNotFoundError, match="python -m unips.datasets.cityscapes --root"):
         build_dataset(DataConfig(dataset="cityscapes", root=cityscapes_root), "val", train=False)
+
+
+def _convert_command(root: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m unips.datasets.cityscapes --root ROOT`` as docs/data.md writes it: the verbose path."""
+    return subprocess.run([sys.executable, "-m", "unips.datasets.cityscapes", "--root", str(root)],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+
+
+def test_the_command_converts_and_the_set_loads(cityscapes_root: Path) -> None:
+    result = _convert_command(cityscapes_root)
+    assert result.returncode == 0, result.stderr
+    assert f"val: {panoptic_json_path(cityscapes_root, 'val')}" in result.stdout
+    dataset = build_dataset(DataConfig(dataset="cityscapes", root=cityscapes_root), "train", train=False)
+    assert len(dataset) == 2
+
+
+def test_a_frame_without_annotations_is_named_and_nothing_is_written(cityscapes_root: Path) -> None:
+    _write_fake_cityscapes(cityscapes_root, "val", "frankfurt", "000000_000576", shift=7)
+    missing = cityscapes_root / "gtFine/val/frankfurt/frankfurt_000000_000576_gtFine_instanceIds.png"
+    missing.unlink()
+    result = _convert_command(cityscapes_root)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"error: {cityscapes_root}/leftImg8bit/val/frankfurt/frankfurt_000000_000576_leftImg8bit.png has no "
+        f"annotation: {missing} is missing"]
+    assert not panoptic_json_path(cityscapes_root, "train").exists()
+    assert not panoptic_json_path(cityscapes_root, "val").exists()

@@ -26,6 +26,7 @@ from pathlib import Path
 from unips.datasets.panoptic_format import read_json, write_json
 
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
+IMAGE_SUFFIX = "_leftImg8bit.png"
 
 
 def panoptic_json_path(root: Path, split: str) -> Path:
@@ -41,12 +42,21 @@ def image_dir(root: Path, split: str) -> Path:
 
 
 def _instance_files(root: Path, split: str) -> list[Path]:
+    """The split's ``*_gtFine_instanceIds.png``; every ``leftImg8bit`` frame must have one.
+
+    cityscapesscripts converts the annotations it finds: a frame without one would vanish
+    from the set without a word.
+    """
     files = sorted((root / "gtFine" / split).glob(f"*/*{INSTANCE_SUFFIX}"))
     if not files:
         raise FileNotFoundError(
             f"no Cityscapes annotations for split '{split}': nothing matches "
             f"{root / 'gtFine' / split}/<city>/*{INSTANCE_SUFFIX}"
         )
+    for image in sorted(image_dir(root, split).glob(f"*/*{IMAGE_SUFFIX}")):
+        expected = root / "gtFine" / split / image.parent.name / (image.name[: -len(IMAGE_SUFFIX)] + INSTANCE_SUFFIX)
+        if not expected.is_file():
+            raise FileNotFoundError(f"{image} has no annotation: {expected} is missing")
     return files
 
 
@@ -79,7 +89,8 @@ def prepare_cityscapes(root: str | Path, splits: Sequence[str] = ("train", "val"
     tmp = Path(tempfile.mkdtemp(prefix=".panoptic-", dir=root / "gtFine"))
     try:
         log = io.StringIO()
-        with contextlib.redirect_stdout(None if verbose else log):
+        # cityscapesscripts prints its progress: the command shows it, the library keeps it quiet.
+        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(log):
             convert2panoptic(cityscapesPath=str(root / "gtFine"), outputFolder=str(tmp), useTrainId=False,
                              setNames=list(splits))
         for split in splits:
@@ -87,7 +98,7 @@ def prepare_cityscapes(root: str | Path, splits: Sequence[str] = ("train", "val"
             json_name = panoptic_json_path(root, split).name
             data = read_json(tmp / json_name)
             for image in data["images"]:
-                image["file_name"] = f"{city_of[image['id']]}/{image['id']}_leftImg8bit.png"
+                image["file_name"] = f"{city_of[image['id']]}/{image['id']}{IMAGE_SUFFIX}"
             write_json(tmp / json_name, data)
             _replace(tmp / panoptic_png_dir(root, split).name, panoptic_png_dir(root, split))
             _replace(tmp / json_name, panoptic_json_path(root, split))
@@ -100,7 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, required=True, help="folder holding gtFine/ and leftImg8bit/")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])
     args = parser.parse_args(argv)
-    prepare_cityscapes(args.root, args.splits, verbose=True)
+    try:
+        prepare_cityscapes(args.root, args.splits, verbose=True)
+    except FileNotFoundError as error:  # the message names the file or folder: no traceback needed
+        parser.exit(1, f"error: {error}\n")
     for split in args.splits:
         print(f"{split}: {panoptic_json_path(args.root, split)} + {panoptic_png_dir(args.root, split)}/")
 
