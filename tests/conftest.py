@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from unips.datasets import synthetic
+
+# Every Ray instance of the suite is one node that cannot be preempted: Ray Train's preemption
+# watcher would cost one more Python process per training (about 5 s of CPU each here).
+# Set before any test starts Ray, so the scripts the tests run inherit it.
+os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
 
 SMALL = {"num_train": 12, "num_val": 6, "height": 128, "width": 256, "seed": 7}
 

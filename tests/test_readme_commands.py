@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import stop_session
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ".venv/bin/"
 
@@ -69,7 +71,7 @@ def test_mlflow_ui_command(tmp_path: Path) -> None:
     command = readme_command(".venv/bin/mlflow ui")
     assert "--host 127.0.0.1" in command  # loopback only
     server = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -83,5 +85,4 @@ def test_mlflow_ui_command(tmp_path: Path) -> None:
                 time.sleep(1)
         assert (tmp_path / "mlflow.db").exists()  # the store is the one in the current folder
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_session(server)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.platform.conftest import tiny_config
+from tests.servers import stop_session
 from unips.platform.checkpoint import load_state
 from unips.platform.launch import launch_training
 
@@ -107,6 +109,8 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
          "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--artifacts-destination",
          str(tmp_path / "server-artifacts"), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        # MLflow's job runner (six consumer processes for GenAI jobs) is not what trainings use.
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
     )
     uri = f"http://127.0.0.1:{port}"
     try:
@@ -122,8 +126,7 @@ def mlflow_server(tmp_path: Path) -> Iterator[str]:
                 time.sleep(0.5)
         yield uri
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_session(server)
 
 
 def test_ddp_training_against_a_tracking_server(local_ray: None, tmp_path: Path, mlflow_server: str) -> None:
