@@ -80,18 +80,28 @@ def test_a_worker_failure_restarts_from_the_last_checkpoint_and_repeats_the_unin
     assert MlflowClient(uri).get_run(restarted.mlflow_run_id).info.status == "FINISHED"
 
 
-def test_a_stopped_run_resumes_with_its_mlflow_run(local_ray: None, tmp_path: Path) -> None:
+def test_a_stopped_run_resumes_with_its_own_config_and_mlflow_run(local_ray: None, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    first = launch_training(tiny_config(tmp_path, "optim.max_iter=2", "optim.steps=[2]",
-                                        "optim.checkpoint_period=2"), workdir=tmp_path, tracking_uri=uri)
-    # The same run, given more iterations, continues from its step-2 checkpoint.
-    longer = tiny_config(tmp_path, "optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=2")
-    second = launch_training(longer, workdir=tmp_path, resume=True)
-    assert second.run_name == first.run_name and second.mlflow_run_id == first.mlflow_run_id
+    cfg = tiny_config(tmp_path, "optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=2",
+                      "platform.max_failures=0")
+    # Stopped before step 3 (no restarts allowed): the step-2 checkpoint is what is left.
+    with pytest.raises(Exception, match="failure injected at step 3"):
+        launch_training(cfg, workdir=tmp_path, tracking_uri=uri, train_loop=failing_once_before(3, tmp_path / "m"))
+    (stopped,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name(
+        cfg.platform.experiment_name).experiment_id])
+    assert stopped.info.status == "FAILED"
+    # Another schedule would half-apply (the checkpoint's scheduler, the new length): refused, keys named.
+    longer = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
+                         "platform.max_failures=0")
+    with pytest.raises(ValueError, match=r"optim\.max_iter 4 -> 6, optim\.steps \[4\] -> \[6\]"):
+        launch_training(longer, workdir=tmp_path, resume=True)
+    second = launch_training(cfg, workdir=tmp_path, resume=True)
+    assert second.run_name == stopped.data.tags["unips.run"] and second.mlflow_run_id == stopped.info.run_id
     assert second.metrics["step"] == 4
-    assert [step for step, _ in _history(uri, first.mlflow_run_id, "loss/total")] == [1, 2, 3, 4]
+    assert [step for step, _ in _history(uri, second.mlflow_run_id, "loss/total")] == [1, 2, 3, 4]
+    assert MlflowClient(uri).get_run(second.mlflow_run_id).info.status == "FINISHED"
     with pytest.raises(FileExistsError, match="pass --resume"):
-        launch_training(longer, workdir=tmp_path, run_name=first.run_name, tracking_uri=uri)
+        launch_training(cfg, workdir=tmp_path, run_name=second.run_name, tracking_uri=uri)
 
 
 def _free_port() -> int:

@@ -22,10 +22,11 @@ from typing import Any
 from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from unips.config import Config, config_to_yaml, flatten
-from unips.datasets.build import ensure_synthetic
+from unips.config import Config, config_to_yaml, flatten, load_config
+from unips.datasets.build import check_data, ensure_synthetic
 from unips.platform.checkpoint import STATE_FILE
-from unips.platform.tracking import DEFAULT_ARTIFACTS, create_run, find_runs, resolve_tracking_uri, set_status
+from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, resolve_tracking_uri, set_status,
+                                    sqlite_file)
 from unips.platform.train_loop import train_loop_per_worker
 
 TAG_RUN = "unips.run"  # the run's name: its Ray Train folder
@@ -54,14 +55,54 @@ def absolute_paths(cfg: Config, workdir: Path) -> Config:
     return cfg
 
 
-def resumed_run(tracking_uri: str, preset: str, run_name: str | None) -> tuple[str, str]:
-    """``(run name, MLflow run id)`` of the training run named ``run_name``, else of the latest of ``preset``."""
+# What a resumed run may change: where and how it runs, not what it trains.
+CHANGEABLE_ON_RESUME = ("platform.", "data.root", "data.loader_workers", "data.synthetic.generate")
+
+
+def _run_to_resume(tracking_uri: str, preset: str, run_name: str | None) -> Any:
+    """The MLflow run of the training named ``run_name``, else the latest training of ``preset``."""
     runs = find_runs(tracking_uri, {TAG_RUN: run_name} if run_name else {TAG_PRESET: preset})
     if not runs:
         what = f"named {run_name!r}" if run_name else f"of preset {preset!r}"
         raise FileNotFoundError(f"no training run {what} in the MLflow store {tracking_uri} to resume")
-    set_status(tracking_uri, runs[0].info.run_id, "RUNNING")
-    return runs[0].data.tags[TAG_RUN], runs[0].info.run_id
+    return runs[0]
+
+
+def config_changes(recorded: dict[str, str], cfg: Config) -> dict[str, tuple[str, str]]:
+    """``{key: (the run's value, cfg's value)}`` for each parameter of a run that ``cfg`` would change,
+    apart from :data:`CHANGEABLE_ON_RESUME`."""
+    return {key: (recorded[key], str(value)) for key, value in flatten(cfg).items()
+            if not key.startswith(CHANGEABLE_ON_RESUME) and key in recorded and recorded[key] != str(value)}
+
+
+def resumed_run(tracking_uri: str, cfg: Config, run_name: str | None) -> tuple[str, str]:
+    """``(run name, MLflow run id)`` of the run to resume, refused when ``cfg`` is not the run's own config
+    (a resumed run trains as it began: its schedule and parameters in MLflow stay true)."""
+    run = _run_to_resume(tracking_uri, cfg.name, run_name)
+    name = run.data.tags[TAG_RUN]
+    if changes := config_changes(run.data.params, cfg):
+        listed = ", ".join(f"{key} {old} -> {new}" for key, (old, new) in sorted(changes.items()))
+        raise ValueError(f"--resume of run {name!r} would change its configuration: {listed}; resume it "
+                         f"without those overrides (it continues with its own config), or start a new run")
+    set_status(tracking_uri, run.info.run_id, "RUNNING")
+    return name, run.info.run_id
+
+
+def recorded_config(preset: str, overrides: list[str], run_name: str | None = None,
+                    tracking_uri: str | None = None, workdir: str | Path | None = None) -> Config:
+    """The config the run to resume began with (its ``config.yaml`` in MLflow), ``overrides`` applied on top:
+    what ``experiments/train.py --resume`` trains with, whatever the preset file says today."""
+    from mlflow.tracking import MlflowClient
+
+    cfg = load_config(preset, overrides)
+    uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, Path(workdir or Path.cwd()).resolve())
+    if (store := sqlite_file(uri)) is not None and not store.is_file():  # looking must not create a store
+        raise FileNotFoundError(f"no MLflow store {store} to resume a run from: run this where the training "
+                                "ran, or pass --tracking-uri")
+    run = _run_to_resume(uri, cfg.name, run_name)
+    with tempfile.TemporaryDirectory() as folder:
+        path = MlflowClient(uri).download_artifacts(run.info.run_id, "config.yaml", folder)
+        return load_config(path, overrides)
 
 
 def new_run(cfg: Config, tracking_uri: str, workdir: Path, run_name: str | None,
@@ -107,7 +148,7 @@ def launch_training(
     cfg, storage = _prepare(cfg, workdir)
     uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, workdir)
     if resume:
-        run_name, run_id = resumed_run(uri, cfg.name, run_name)
+        run_name, run_id = resumed_run(uri, cfg, run_name)
     else:
         run_name, run_id = new_run(cfg, uri, workdir, run_name, tags)
 
@@ -133,6 +174,8 @@ def _prepare(cfg: Config, workdir: Path) -> tuple[Config, Path]:
                          f"platform.num_workers={cfg.platform.num_workers}")
     if cfg.data.dataset == "synthetic":
         ensure_synthetic(cfg.data)
+    else:
+        check_data(cfg.data)
     storage = Path(cfg.platform.storage_path)  # type: ignore[arg-type]
     storage.mkdir(parents=True, exist_ok=True)
     return cfg, storage
