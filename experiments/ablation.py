@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import argparse
 
-import ray
-
-from unips.platform.ablation import run_study
-from unips.platform.tracking import is_local_store
+from unips.commands import run_command
+from unips.config import load_config
+from unips.platform.studies import select
 
 
 def main() -> None:
@@ -39,8 +38,16 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides for every training, key.sub=value")
     args = parser.parse_args()
 
+    table_keys = [key.strip() for key in args.tables.split(",") if key.strip()]
+    select(table_keys)  # table and config mistakes show before Ray and torch load (seconds)
+    load_config(args.preset, args.overrides)
+    import ray
+
+    from unips.platform.ablation import run_study
+    from unips.platform.tracking import is_local_store
+
     ray.init(address=args.address)
-    outcome = run_study(args.preset, [key.strip() for key in args.tables.split(",") if key.strip()],
+    outcome = run_study(args.preset, table_keys,
                         seeds=args.seeds, overrides=args.overrides, name=args.name, resume=args.resume,
                         tracking_uri=args.tracking_uri)
     print(f"\n{outcome.trainings} training(s) for {outcome.rows} row(s); tables with:\n"
@@ -52,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

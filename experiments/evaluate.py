@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
+from unips.commands import run_command
 from unips.config import Config
 from unips.datasets.build import build_dataset
 from unips.platform.checkpoint import model_from_checkpoint
@@ -51,6 +52,7 @@ def main() -> None:
     cfg.eval.max_images = args.max_images  # all images unless asked, whatever the training evaluated
     if args.data_root is not None:
         cfg.data.root = args.data_root
+        cfg.data.synthetic.generate = False  # a mistyped path is an error, not a new dataset
     try:
         cfg = Config.model_validate(cfg.model_dump())  # do the chosen modes fit the trained network?
     except ValidationError as error:
@@ -76,4 +78,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

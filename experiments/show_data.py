@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from unips.commands import run_command
 from unips.config import load_config
 from unips.datasets.build import build_dataset, split_files
 from unips.datasets.panoptic_format import write_png
@@ -34,10 +35,9 @@ def main() -> None:
 
     cfg = load_config(args.preset, args.overrides)
     seed_everything(cfg.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
-
     val = build_dataset(cfg.data, cfg.data.val_split, train=False)  # generates the synthetic set if needed
     train = build_dataset(cfg.data, cfg.data.train_split, train=True)
+    args.out.mkdir(parents=True, exist_ok=True)
     print(f"dataset: {cfg.data.dataset} at {cfg.data.root.resolve()}")
 
     statistics = {}
@@ -68,4 +68,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
+from unips.commands import run_command
 from unips.platform.studies import select
 from unips.platform.tables import build_table, study_parent, study_rows, to_markdown, write_tables
-from unips.platform.tracking import resolve_tracking_uri
+from unips.platform.tracking import resolve_tracking_uri, sqlite_file
 
 
 def main() -> None:
@@ -31,6 +32,8 @@ def main() -> None:
     args = parser.parse_args()
 
     uri = resolve_tracking_uri(args.tracking_uri, None, Path.cwd())
+    if (store := sqlite_file(uri)) is not None and not store.is_file():  # only read: never create a store
+        raise FileNotFoundError(f"no MLflow store {store}: run this where the study ran, or pass --tracking-uri")
     parent = study_parent(args.study, uri)
     seeds, dataset = int(parent["params.seeds"]), parent["params.dataset"]
     runs = study_rows(args.study, uri)
@@ -46,4 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

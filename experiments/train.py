@@ -3,7 +3,7 @@
     python experiments/train.py --preset smoke                          # local Ray, synthetic data
     python experiments/train.py --preset cityscapes_r50 --address auto  # join a running cluster
     python experiments/train.py --preset smoke --resume                 # continue the latest smoke run
-    python experiments/train.py --preset smoke optim.max_iter=100 eval.modes=[amx,heu]
+    python experiments/train.py --preset smoke optim.max_iter=100 optim.steps=[75,93] optim.warmup_iters=20
 
 Ends by printing the final PQ table of every inference mode and how to open the
 run in the MLflow UI.
@@ -13,11 +13,21 @@ from __future__ import annotations
 
 import argparse
 
-import ray
+from unips.commands import run_command
+from unips.config import Config, load_config
+from unips.datasets.build import check_data
 
-from unips.config import load_config
-from unips.evaluation.pq_stats import pq_table
-from unips.platform.launch import launch_training
+
+def check_local_gpus(cfg: Config) -> None:
+    """A local Ray instance has this machine's GPUs only: refuse a config that asks for more."""
+    if not cfg.platform.use_gpu:
+        return
+    import torch
+
+    if torch.cuda.device_count() < cfg.platform.num_workers:
+        raise ValueError(f"platform.use_gpu=true with platform.num_workers={cfg.platform.num_workers} needs as many "
+                         f"GPUs; this machine has {torch.cuda.device_count()}: run on a GPU machine or cluster "
+                         "(--address), or set platform.use_gpu=false")
 
 
 def main() -> None:
@@ -32,7 +42,20 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
     args = parser.parse_args()
 
+    # Mistakes in the config, the data or the resources show before Ray starts (seconds, not minutes).
     cfg = load_config(args.preset, args.overrides)
+    if args.resume:  # the run continues with the config it began with; overrides must agree with it
+        from unips.platform.launch import recorded_config
+
+        cfg = recorded_config(args.preset, args.overrides, args.name, args.tracking_uri)
+    check_data(cfg.data)
+    if not args.address:
+        check_local_gpus(cfg)
+    import ray
+
+    from unips.evaluation.pq_stats import pq_table
+    from unips.platform.launch import launch_training
+
     if args.address:
         ray.init(address=args.address)
     else:
@@ -52,4 +75,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

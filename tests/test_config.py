@@ -58,7 +58,7 @@ def test_overrides_are_typed_from_yaml() -> None:
 
 def test_preset_can_be_given_as_a_path(tmp_path: Path) -> None:
     path = tmp_path / "mine.yaml"
-    path.write_text("name: mine\noptim: {max_iter: 10, steps: [5]}\n")
+    path.write_text("name: mine\noptim: {max_iter: 10, steps: [5], warmup_iters: 2}\n")
     cfg = load_config(path)
     assert cfg.name == "mine" and cfg.optim.max_iter == 10
 
@@ -117,10 +117,10 @@ def test_inconsistent_ablation_switches_are_refused() -> None:
 
 def test_cli_prints_a_yaml_that_loads_back_to_the_same_config(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "unips.config", "--preset", "smoke", "optim.max_iter=40",
-                          "optim.steps=[20]"], check=True, capture_output=True, text=True).stdout
+                          "optim.warmup_iters=10", "optim.steps=[20]"], check=True, capture_output=True, text=True).stdout
     path = tmp_path / "resolved.yaml"
     path.write_text(out)
-    assert load_config(path) == load_config("smoke", ["optim.max_iter=40", "optim.steps=[20]"])
+    assert load_config(path) == load_config("smoke", ["optim.max_iter=40", "optim.warmup_iters=10", "optim.steps=[20]"])
     assert yaml.safe_load(out)["optim"]["max_iter"] == 40
 
 

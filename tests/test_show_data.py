@@ -16,7 +16,7 @@ def test_show_data_generates_describes_and_draws(tmp_path: Path) -> None:
     root, out = tmp_path / "syn", tmp_path / "shown"
     result = subprocess.run(
         [sys.executable, str(REPO / "experiments/show_data.py"), "--out", str(out), "--num-images", "3",
-         f"data.root={root}", "data.synthetic.num_train=4", "data.synthetic.num_val=3"],
+         f"data.root={root}", "data.synthetic.generate=true", "data.synthetic.num_train=4", "data.synthetic.num_val=3"],
         check=True, capture_output=True, text=True, cwd=tmp_path,
     )
     assert (root / "panoptic_train.json").is_file() and (root / "panoptic_val.json").is_file()

@@ -54,6 +54,10 @@ class SyntheticConfig(_Section):
     height: int = Field(128, ge=32)
     width: int = Field(256, ge=32)
     seed: int = 0
+    # Make the set at ``data.root`` when that folder does not exist. A ``data.root`` given on the
+    # command line turns this off unless ``data.synthetic.generate=true`` comes with it: a mistyped
+    # path is then an error naming it, not a new dataset.
+    generate: bool = True
 
 
 class AugmentConfig(_Section):
@@ -201,8 +205,15 @@ class OptimConfig(_Section):
 
     @model_validator(mode="after")
     def _steps_in_schedule(self) -> OptimConfig:
-        if list(self.steps) != sorted(self.steps) or any(s <= 0 or s > self.max_iter for s in self.steps):
-            raise ValueError(f"optim.steps must increase within (0, optim.max_iter={self.max_iter}], got {self.steps}")
+        # The schedule is not scaled behind the user's back: the message says what to set with max_iter.
+        m = self.max_iter
+        if list(self.steps) != sorted(self.steps) or any(s <= 0 or s > m for s in self.steps):
+            example = ",".join(str(max(1, round(m * f))) for f in (0.75, 0.93)[: len(self.steps) or 1])
+            raise ValueError(f"optim.steps must increase within (0, optim.max_iter={m}], got {list(self.steps)}: "
+                             f"set optim.steps with optim.max_iter (e.g. optim.steps=[{example}])")
+        if self.warmup_iters > m:
+            raise ValueError(f"optim.warmup_iters={self.warmup_iters} exceeds optim.max_iter={m}: "
+                             f"set optim.warmup_iters with optim.max_iter (e.g. optim.warmup_iters={max(1, m // 6)})")
         return self
 
 
@@ -281,6 +292,8 @@ def _describe(err: ValidationError) -> str:
         key = ".".join(str(part) for part in e["loc"]) or "<top level>"
         if e["type"] == "extra_forbidden":
             lines.append(f"{key}: unknown key")
+        elif isinstance(e.get("input"), dict):  # a whole section's check: its message names the keys
+            lines.append(f"{key}: {e['msg'].removeprefix('Value error, ')}")
         else:
             lines.append(f"{key}: {e['msg']} (got {e.get('input')!r})")
     return "; ".join(lines)
@@ -330,9 +343,13 @@ def load_config(preset: str | os.PathLike[str] = "cityscapes_r50", overrides: li
         Config.model_validate(raw)
     except ValidationError as err:
         raise ConfigError(f"{path}: {_describe(err)}") from None
+    keys = set()
     for text in overrides or []:
         key_path, value = parse_override(text)
         _set_path(raw, key_path, value, text, path)
+        keys.add(".".join(key_path))
+    if "data.root" in keys and "data.synthetic.generate" not in keys:
+        _set_path(raw, ["data", "synthetic", "generate"], False, "data.root=...", path)
     try:
         return Config.model_validate(raw)
     except ValidationError as err:

@@ -28,7 +28,7 @@ TINY = [
 
 def tiny_config(root: Path, *overrides: str) -> Config:
     """The smoke preset shrunk, with its synthetic data under ``root``."""
-    return load_config("smoke", [*TINY, f"data.root={root / 'data'}", *overrides])
+    return load_config("smoke", [*TINY, f"data.root={root / 'data'}", "data.synthetic.generate=true", *overrides])
 
 
 @pytest.fixture(scope="session")

@@ -41,8 +41,29 @@ def split_files(data: DataConfig, split: str) -> SplitFiles:
     return SplitFiles(root / "images" / split, root / f"panoptic_{split}.json", root / f"panoptic_{split}")
 
 
+def check_data(data: DataConfig) -> None:
+    """Raise ``FileNotFoundError`` naming the first file or folder a training on ``data`` would miss
+    (the synthetic set counts as there when it may be generated): checked in seconds, before Ray starts."""
+    if data.dataset == "synthetic":
+        if not data.synthetic.generate and not Path(data.root).exists():
+            raise FileNotFoundError(f"data.root {data.root} does not exist; the synthetic set is generated only at "
+                                    f"the preset's own data.root, or with data.synthetic.generate=true")
+        return
+    if not Path(data.root).is_dir():
+        raise FileNotFoundError(f"data.root {data.root} ({data.dataset}) does not exist; docs/data.md says how "
+                                "to put the dataset there")
+    for split in (data.train_split, data.val_split):
+        files = split_files(data, split)
+        for path in (files.json_path, files.image_dir, files.png_dir):
+            if not path.exists():
+                hint = (f": convert Cityscapes once with `python -m unips.datasets.cityscapes --root {data.root}`"
+                        if data.dataset == "cityscapes" else "")
+                raise FileNotFoundError(f"{path} not found ({data.dataset} {split} split){hint}")
+
+
 def ensure_synthetic(data: DataConfig) -> Path:
-    """Generate the synthetic set at ``data.root`` on first use (the embedded default)."""
+    """Generate the synthetic set at ``data.root`` on first use (the embedded default), where allowed."""
+    check_data(data)
     s = data.synthetic
     return synthetic.ensure_generated(data.root, s.num_train, s.num_val, s.height, s.width, s.seed)
 

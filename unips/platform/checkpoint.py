@@ -70,6 +70,9 @@ def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint (its ``state.pt`` or the folder holding it) with ``weights_only=True``."""
     path = Path(path)
     if path.is_dir():
+        if not (path / STATE_FILE).is_file() and (inside := sorted(path.glob(f"*/{STATE_FILE}"))):
+            # A run's folder: Ray Train keeps its checkpoints in checkpoint_<time>/ subfolders.
+            raise FileNotFoundError(f"{path} is a folder of checkpoints, not one; the latest: {inside[-1].parent}")
         path = path / STATE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")

@@ -221,7 +221,7 @@ def select(keys: list[str] | None) -> list[TableSpec]:
     keys = list(TABLES) if not keys else keys
     unknown = [key for key in keys if key not in TABLES]
     if unknown:
-        raise KeyError(f"unknown table(s) {unknown}; known: {list(TABLES)}")
+        raise ValueError(f"unknown table(s) {', '.join(unknown)}; known: {', '.join(TABLES)}")
     return [TABLES[key] for key in keys]
 
 

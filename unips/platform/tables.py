@@ -1,7 +1,7 @@
 """The paper's tables from a study's MLflow runs, with pandas.
 
 :func:`study_rows` reads the study's row runs (one per row and seed) with
-``mlflow.search_runs``; :func:`build_table` averages them over seeds per table spec and
+an MLflow client; :func:`build_table` averages them over seeds per table spec and
 puts the paper's figures beside ours; :func:`write_tables` writes Markdown, LaTeX or CSV.
 The CSV keeps full precision (mean, std and seed count per metric); Markdown and LaTeX
 round to one decimal, as the paper does.
@@ -10,18 +10,16 @@ round to one decimal, as the paper does.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import mlflow
 import pandas as pd
 from scipy import stats as scipy_stats
 
 from unips.platform.studies import TAG_KIND, TAG_ROW, TAG_SEED, TAG_STUDY, PaperDelta, TableSpec
+from unips.platform.tracking import find_runs
 
-TRACKING_ENV = "MLFLOW_TRACKING_URI"
 ROW_COLUMN = f"tags.{TAG_ROW}"  # the column mlflow.search_runs gives the row tag
 SEED_COLUMN = f"tags.{TAG_SEED}"
 PAPER_COLUMNS = ["what", "metric", "ours", "ci95_low", "ci95_high", "paper", "dataset", "ours - paper"]
@@ -37,19 +35,12 @@ class Table:
 
 
 def _search(tracking_uri: str, study: str, kind: str) -> pd.DataFrame:
-    # mlflow.search_runs reads the process-wide tracking URI (and setting it sets $MLFLOW_TRACKING_URI):
-    # both are put back, so that reading tables changes nothing for what the process does next.
-    saved_env, saved_uri = os.environ.get(TRACKING_ENV), mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        return mlflow.search_runs(search_all_experiments=True, output_format="pandas",
-                                  filter_string=f"tags.`{TAG_STUDY}` = '{study}' and tags.`{TAG_KIND}` = '{kind}'")
-    finally:
-        mlflow.set_tracking_uri(saved_uri)
-        if saved_env is None:
-            os.environ.pop(TRACKING_ENV, None)
-        else:
-            os.environ[TRACKING_ENV] = saved_env
+    """The study's runs of one kind, one line each: ``run_id`` and ``metrics.*``, ``params.*``, ``tags.*``
+    columns (what ``mlflow.search_runs`` gives, read through a client: nothing process-wide is set)."""
+    runs = find_runs(tracking_uri, {TAG_STUDY: study, TAG_KIND: kind})
+    return pd.DataFrame([{"run_id": run.info.run_id, **{f"metrics.{k}": v for k, v in run.data.metrics.items()},
+                          **{f"params.{k}": v for k, v in run.data.params.items()},
+                          **{f"tags.{k}": v for k, v in run.data.tags.items()}} for run in runs])
 
 
 def study_rows(study: str, tracking_uri: str) -> pd.DataFrame:
@@ -65,7 +56,9 @@ def study_parent(study: str, tracking_uri: str) -> pd.Series:
     """The study's parent run (its params say preset, tables and seeds)."""
     runs = _search(tracking_uri, study, "study")
     if runs.empty:
-        raise LookupError(f"no study named {study!r} in {tracking_uri}")
+        known = sorted({run.data.tags[TAG_STUDY] for run in find_runs(tracking_uri, {TAG_KIND: "study"})})
+        raise LookupError(f"no study named {study!r} in {tracking_uri}; "
+                          + (f"its studies: {', '.join(known)}" if known else "it holds no study"))
     return runs.iloc[0]
 
 

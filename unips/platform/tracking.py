@@ -27,6 +27,11 @@ def resolve_tracking_uri(explicit: str | None, configured: str | None, workdir: 
     return uri or f"sqlite:///{(workdir / DEFAULT_DB).resolve()}"
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI (None for any other store)."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
 def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 

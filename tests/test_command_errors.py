@@ -1,0 +1,143 @@
+"""Bad input to the commands, run as a user runs them: exit status 1, one ``error: ...`` line that
+names the culprit, no traceback (``--debug`` shows it), and nothing written on the way."""
+
+from __future__ import annotations
+
+import os
+import re
+import runpy
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN, EVALUATE, TABLES, ABLATION, SHOW = (str(ROOT / "experiments" / f"{name}.py")
+                                           for name in ("train", "evaluate", "tables", "ablation", "show_data"))
+
+
+@dataclass
+class Finished:
+    returncode: int
+    stderr: str
+
+
+def run(args: list[str], cwd: Path) -> Finished:
+    """The command in a process of its own, as a user runs it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "UNIPS_DEBUG")}
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    return Finished(done.returncode, done.stderr)
+
+
+def run_here(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Finished:
+    """The command's script run as ``__main__`` in this process (the same code, without paying for a new
+    interpreter and its imports each time; :func:`run` covers the real process for each command)."""
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("UNIPS_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", list(args))
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(args[0], run_name="__main__")
+    return Finished(int(exit_.value.code or 0), capsys.readouterr().err)
+
+
+def assert_one_error_line(done: Finished, pattern: str) -> None:
+    assert done.returncode == 1, (done.returncode, done.stderr)
+    assert "Traceback" not in done.stderr, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and re.search(pattern, last), last
+
+
+def _truncated_checkpoint(folder: Path) -> Path:
+    path = folder / "state.pt"
+    torch.save({"model": {"w": torch.zeros(1000)}, "step": 3}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    return path
+
+
+def _foreign_checkpoint(folder: Path) -> Path:
+    path = folder / "other.pt"
+    torch.save({"weights": torch.zeros(3)}, path)
+    return path
+
+
+def _run_folder(folder: Path) -> Path:
+    inner = folder / "smoke_20261203-010203" / "checkpoint_2026-12-03_01-02-30.000000"
+    inner.mkdir(parents=True)
+    torch.save({"step": 1}, inner / "state.pt")
+    return inner.parent
+
+
+CASES = {
+    "train, unknown preset": ([TRAIN, "--preset", "nope"], r"no preset named 'nope'.*known: bench"),
+    "train, unknown key": ([TRAIN, "optim.max_itr=3"], r"unknown key 'optim\.max_itr'"),
+    "train, override without a value": ([TRAIN, "optim.max_iter"], r"'optim\.max_iter' is not of the form key\.sub=value"),
+    "train, bad value": ([TRAIN, "optim.base_lr=fast"], r"optim\.base_lr"),
+    "train, max_iter alone": ([TRAIN, "optim.max_iter=20"],
+                              r"optim\.steps must increase within \(0, optim\.max_iter=20\], got \[225, 280\]: "
+                              r"set optim\.steps with optim\.max_iter \(e\.g\. optim\.steps=\[15,19\]\)"),
+    "train, warm-up past the end": ([TRAIN, "optim.max_iter=20", "optim.steps=[10,15]"],
+                                    r"optim\.warmup_iters=50 exceeds optim\.max_iter=20"),
+    "train, data root that is not there": ([TRAIN, "data.root=dta/synthetic"],
+                                           r"data\.root dta/synthetic does not exist"),
+    "train, Cityscapes not there": ([TRAIN, "--preset", "cityscapes_r50"], r"data\.root data/cityscapes \(cityscapes\)"),
+    "train, GPUs this machine lacks": ([TRAIN, "platform.use_gpu=true"], r"platform\.use_gpu=true .* this machine has 0"),
+    "train, resume with no store": ([TRAIN, "--resume"], r"no MLflow store .*mlflow\.db to resume a run from"),
+    "ablation, unknown table": ([ABLATION, "--tables", "1,2"], r"unknown table\(s\) 2; known: 1, F, H, I"),
+    "ablation, unknown key": ([ABLATION, "--tables", "H", "model.nope=1"], r"unknown key 'model\.nope'"),
+    "tables, no store here": ([TABLES, "--study", "s"], r"no MLflow store .*mlflow\.db: run this where the study ran"),
+    "show_data, data root that is not there": ([SHOW, "data.root=dta"], r"data\.root dta does not exist"),
+}
+
+
+@pytest.mark.parametrize("args, pattern", CASES.values(), ids=CASES.keys())
+def test_a_mistake_is_one_line_naming_it(args: list[str], pattern: str, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    assert_one_error_line(run_here(args, tmp_path, monkeypatch, capsys), pattern)
+    assert not list(tmp_path.iterdir())  # no store, no data, no run folder made on the way
+
+
+@pytest.mark.parametrize("make, pattern", [
+    (lambda folder: folder / "missing.pt", r"checkpoint not found: .*missing\.pt"),
+    (_truncated_checkpoint, r"state\.pt is not a unips checkpoint"),
+    (_foreign_checkpoint, r"other\.pt lacks \['categories', 'config', 'model', 'step'\]"),
+    (_run_folder, r"smoke_20261203-010203 is a folder of checkpoints, not one; the latest: .*checkpoint_2026-12-03"),
+], ids=["missing", "truncated", "not ours", "a run folder"])
+def test_evaluate_names_a_bad_checkpoint(make, pattern: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+    checkpoint = make(tmp_path)
+    args = [EVALUATE, "--checkpoint", str(checkpoint), "--out", str(tmp_path / "out")]
+    assert_one_error_line(run_here(args, tmp_path, monkeypatch, capsys), pattern)
+    assert not (tmp_path / "out").exists()
+
+
+def test_tables_names_the_studies_a_store_holds(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("unips")
+    client.create_run(experiment, tags={"unips.study": "smoke-study-1", "unips.kind": "study"})
+    assert_one_error_line(run([TABLES, "--study", "smoke-study-2", "--tracking-uri", uri], tmp_path),
+                          r"no study named 'smoke-study-2' in .*; its studies: smoke-study-1$")
+
+
+@pytest.mark.parametrize("args, pattern", [
+    ([TRAIN, "optim.max_itr=3"], r"unknown key 'optim\.max_itr'"),
+    ([ABLATION, "--tables", "2"], r"unknown table\(s\) 2"),
+    ([TABLES, "--study", "s"], r"no MLflow store"),
+    ([SHOW, "data.root=dta"], r"data\.root dta does not exist"),
+    ([EVALUATE, "--checkpoint", "missing.pt"], r"checkpoint not found: missing\.pt"),
+], ids=["train", "ablation", "tables", "show_data", "evaluate"])
+def test_each_command_in_its_own_process(args: list[str], pattern: str, tmp_path: Path) -> None:
+    assert_one_error_line(run(args, tmp_path), pattern)
+    assert not list(tmp_path.iterdir())
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    done = run([TRAIN, "optim.max_itr=3", "--debug"], tmp_path)
+    assert done.returncode == 1 and "Traceback" in done.stderr and "ConfigError" in done.stderr
