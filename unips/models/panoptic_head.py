@@ -58,15 +58,18 @@ class PanopticHead(nn.Module):
         Returns:
             ``(Psi, P)``, each ``(N_st + D, h, w)``; ``P`` is None without the affinity head.
         """
+        boxed = self.affinity is not None and self.affinity.support == "box"
+        height, width = semantic_probs.shape[-2:]
+        # The box-limited affinity reuses the indicator the potential is made with.
+        inside = box_indicator(detections["boxes"], height, width, self.stride) if boxed else None
         psi = dynamic_potential(semantic_probs, detections["boxes"], detections["scores"], detections["labels"],
-                                self.stuff_classes, self.variant, masks, self.stride)
+                                self.stuff_classes, self.variant, masks, self.stride, inside)
         if self.affinity is None:
             return psi, None
         if q is None:
             raise ValueError("the affinity head needs the affinity features q")
-        boxes = None
-        if self.affinity.support == "box":
-            height, width = psi.shape[-2:]
+        support = None
+        if inside is not None:
             stuff = psi.new_ones(len(self.stuff_classes), height, width)
-            boxes = torch.cat([stuff, box_indicator(detections["boxes"], height, width, self.stride).to(psi.dtype)])
-        return psi, self.affinity(q, psi, boxes)
+            support = torch.cat([stuff, inside.to(psi.dtype)])
+        return psi, self.affinity(q, psi, support)

@@ -37,6 +37,7 @@ def dynamic_potential(
     variant: Variant,
     masks: torch.Tensor | None = None,
     stride: float = 1.0,
+    inside: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Build ``Psi``.
 
@@ -49,6 +50,7 @@ def dynamic_potential(
         variant: ``"A"``, ``"B"`` or ``"C"``.
         masks: ``(D, h, w)`` mask probabilities ``M`` pasted into the frame, or None (mask-free).
         stride: image pixels per frame pixel (4 for the stride-4 ``V``).
+        inside: ``(D, h, w)`` the boxes' indicator ``B`` if the caller has it already (else made here).
 
     Returns:
         ``(N_st + D, h, w)``.
@@ -57,7 +59,9 @@ def dynamic_potential(
     if boxes.shape[0] == 0:
         return stuff
     height, width = semantic_probs.shape[-2:]
-    inside = box_indicator(boxes, height, width, stride).to(semantic_probs.dtype)
+    if inside is None:
+        inside = box_indicator(boxes, height, width, stride)
+    inside = inside.to(semantic_probs.dtype)
     v = semantic_probs[classes]  # (D, h, w): V_i(c_k)
     s = scores[:, None, None].to(semantic_probs.dtype)
     if masks is None:
