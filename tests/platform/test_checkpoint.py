@@ -52,3 +52,18 @@ def test_missing_or_foreign_checkpoints_name_the_file(tmp_path: Path) -> None:
     save_state(tmp_path / "partial", {"model": {}})
     with pytest.raises(ValueError, match=r"lacks \['categories', 'config', 'step'\]"):
         model_from_checkpoint(tmp_path / "partial")
+
+
+def test_a_cut_short_checkpoint_is_passed_over_for_the_older_one(tmp_path: Path) -> None:
+    from unips.platform.train_loop import newest_readable_state
+
+    run = tmp_path / "run"
+    older = save_state(run / "checkpoint_2026-12-03_01-00-00.000000", {"step": 1})
+    newest = save_state(run / "checkpoint_2026-12-03_01-00-05.000000", {"step": 2})
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")  # Ray Train's own file beside them
+    assert newest_readable_state(newest.parent) == ({"step": 2}, [])
+    newest.write_bytes(newest.read_bytes()[:20])
+    assert newest_readable_state(newest.parent) == ({"step": 1}, [str(newest)])
+    older.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"no readable checkpoint in .*run: .*01-00-05.*, .*01-00-00.* are all"):
+        newest_readable_state(newest.parent)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -51,40 +53,68 @@ def failing_once_before(step: int, marker: Path) -> Callable[[dict[str, Any]], N
     return loop
 
 
-def test_a_worker_failure_restarts_from_the_last_checkpoint_and_repeats_the_uninterrupted_losses(
+class WorkerKiller(threading.Thread):
+    """Once the run named ``run_name`` has logged step ``after_step``, SIGKILLs its Ray Train worker process
+    (found through Ray's state API), as a crash or the kernel's OOM killer would."""
+
+    def __init__(self, uri: str, run_name: str, after_step: int) -> None:
+        super().__init__(daemon=True)
+        self.uri, self.run_name, self.after_step = uri, run_name, after_step
+        self.killed_at: int | None = None  # the last step logged when the kill came
+
+    def run(self) -> None:
+        import ray
+        from ray.util.state import list_actors
+
+        from unips.platform.tracking import find_runs
+
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            runs = find_runs(self.uri, {"unips.run": self.run_name})
+            steps = [step for step, _ in _history(self.uri, runs[0].info.run_id, "loss/total")] if runs else []
+            if steps and steps[-1] >= self.after_step:
+                # This test's Ray instance by address: the accuracy test's training runs its own beside it.
+                (worker,) = list_actors(address=ray.get_runtime_context().gcs_address,
+                                        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+                os.kill(worker.pid, signal.SIGKILL)
+                self.killed_at = steps[-1]
+                return
+            time.sleep(0.2)
+
+
+def test_a_killed_worker_restarts_from_the_last_checkpoint_and_repeats_the_uninterrupted_losses(
     local_ray: None, tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
+    cfg = tiny_config(tmp_path, "optim.max_iter=8", "optim.steps=[8]", "optim.checkpoint_period=2",
                       "platform.max_failures=1", "eval.max_images=1", "eval.modes=[amx]", "seed=11")
-    # This run also evaluates at steps 2 and 4: evaluation must not change what training draws next.
+    # This run also evaluates every 2 steps: evaluation must not change what training draws next.
     evaluating = cfg.model_copy(deep=True)
     evaluating.eval.period = 2
     uninterrupted = launch_training(evaluating, workdir=tmp_path, run_name="uninterrupted", tracking_uri=uri)
-    # Step 5 is logged, then the worker raises before step 6; the restart begins after the step-4 checkpoint.
-    marker = tmp_path / "failed_once"
-    restarted = launch_training(cfg, workdir=tmp_path, run_name="restarted", tracking_uri=uri,
-                                train_loop=failing_once_before(6, marker))
-    assert marker.exists()
-    runs = {"uninterrupted": uninterrupted, "restarted": restarted}
-    assert restarted.metrics["step"] == 6 and load_state(restarted.checkpoint)["step"] == 6
+    # The worker process is killed from outside once step 3 is logged (after the step-2 checkpoint).
+    killer = WorkerKiller(uri, "restarted", after_step=3)
+    killer.start()
+    restarted = launch_training(cfg, workdir=tmp_path, run_name="restarted", tracking_uri=uri)
+    killer.join()
+    assert killer.killed_at is not None and killer.killed_at < 8, killer.killed_at
+    assert restarted.metrics["step"] == 8 and load_state(restarted.checkpoint)["step"] == 8
     for key in ("loss/total", "loss/semantic", "loss/panoptic", "loss/box_cls", "lr"):
         again = _history(uri, restarted.mlflow_run_id, key)
-        assert [step for step, _ in again] == [1, 2, 3, 4, 5, 6], key  # each step logged once
-        # The same seed gives the same losses, and the restart restores weights, optimiser, data order and
-        # random state exactly: steps 5 and 6 after it equal those of the run that never failed (and
-        # evaluated on the way).
-        assert again == _history(uri, runs["uninterrupted"].mlflow_run_id, key), key
-    assert [step for step, _ in _history(uri, restarted.mlflow_run_id, "amx/PQ")] == [6]
-    assert [step for step, _ in _history(uri, uninterrupted.mlflow_run_id, "amx/PQ")] == [2, 4, 6]
+        assert [step for step, _ in again] == list(range(1, 9)), key  # each step logged once
+        # One thread, the same seed: the restart restores weights, optimiser, data order and random state
+        # exactly, so every step equals that of the run that was never killed (and evaluated on the way).
+        assert again == _history(uri, uninterrupted.mlflow_run_id, key), key
+    assert [step for step, _ in _history(uri, restarted.mlflow_run_id, "amx/PQ")] == [8]
+    assert [step for step, _ in _history(uri, uninterrupted.mlflow_run_id, "amx/PQ")] == [2, 4, 6, 8]
     assert MlflowClient(uri).get_run(restarted.mlflow_run_id).info.status == "FINISHED"
 
 
-def test_a_stopped_run_resumes_with_its_own_config_and_mlflow_run(local_ray: None, tmp_path: Path) -> None:
+def test_a_stopped_run_resumes_with_its_own_config_past_a_corrupt_checkpoint(local_ray: None, tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = tiny_config(tmp_path, "optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=2",
+    cfg = tiny_config(tmp_path, "optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=1",
                       "platform.max_failures=0")
-    # Stopped before step 3 (no restarts allowed): the step-2 checkpoint is what is left.
+    # Stopped before step 3 (no restarts allowed): the checkpoints of steps 1 and 2 are left.
     with pytest.raises(Exception, match="failure injected at step 3"):
         launch_training(cfg, workdir=tmp_path, tracking_uri=uri, train_loop=failing_once_before(3, tmp_path / "m"))
     (stopped,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name(
@@ -95,11 +125,17 @@ def test_a_stopped_run_resumes_with_its_own_config_and_mlflow_run(local_ray: Non
                          "platform.max_failures=0")
     with pytest.raises(ValueError, match=r"optim\.max_iter 4 -> 6, optim\.steps \[4\] -> \[6\]"):
         launch_training(longer, workdir=tmp_path, resume=True)
+    # The newest checkpoint is then cut short on disk (a full disk, a killed copy).
+    newest = max((tmp_path / "ray_results" / stopped.data.tags["unips.run"]).glob("checkpoint_*/state.pt"))
+    newest.write_bytes(newest.read_bytes()[:1000])
     second = launch_training(cfg, workdir=tmp_path, resume=True)
     assert second.run_name == stopped.data.tags["unips.run"] and second.mlflow_run_id == stopped.info.run_id
     assert second.metrics["step"] == 4
+    # It went on from step 1, naming the file it passed over; steps 2-4 trained again, each logged once.
+    run = MlflowClient(uri).get_run(second.mlflow_run_id)
+    assert run.data.tags["unips.unreadable_checkpoint"] == str(newest)
     assert [step for step, _ in _history(uri, second.mlflow_run_id, "loss/total")] == [1, 2, 3, 4]
-    assert MlflowClient(uri).get_run(second.mlflow_run_id).info.status == "FINISHED"
+    assert run.info.status == "FINISHED"
     with pytest.raises(FileExistsError, match="pass --resume"):
         launch_training(cfg, workdir=tmp_path, run_name=second.run_name, tracking_uri=uri)
 

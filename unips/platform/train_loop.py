@@ -29,7 +29,7 @@ from unips.datasets import PanopticDataset, collate_panoptic
 from unips.datasets.categories import CategoryMap
 from unips.datasets.build import build_dataset
 from unips.models.build import build_model
-from unips.platform.checkpoint import load_state, rng_state, save_state, set_rng_state
+from unips.platform.checkpoint import STATE_FILE, load_state, rng_state, save_state, set_rng_state
 from unips.platform.evaluate import evaluate_as_configured
 from unips.platform.sampler import InfiniteShardedSampler
 from unips.platform.schedule import build_optimizer, build_scheduler, panoptic_loss_factor
@@ -116,17 +116,31 @@ def build_trainee(cfg: Config, categories: CategoryMap, device: torch.device) ->
     return Trainee(model, optimizer, build_scheduler(optimizer, cfg.optim), torch.amp.GradScaler("cuda", enabled=amp))
 
 
-def restore(trainee: Trainee) -> dict[str, Any] | None:
-    """Load Ray Train's latest checkpoint of this run into ``trainee``, if there is one; its RNG state."""
+def newest_readable_state(latest: Path) -> tuple[dict[str, Any], list[str]]:
+    """The state in checkpoint folder ``latest``, or, if that file is unreadable (truncated by a full disk, a
+    killed copy), in the newest readable checkpoint beside it in the run's folder; and the files skipped."""
+    # Ray Train's checkpoint_<time> folders, newest first (not its checkpoint_manager_snapshot.json).
+    older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p != latest), reverse=True)
+    skipped = []
+    for folder in [latest, *older]:
+        try:
+            return load_state(folder), skipped
+        except (ValueError, FileNotFoundError):
+            skipped.append(str(folder / STATE_FILE))
+    raise ValueError(f"no readable checkpoint in {latest.parent}: {', '.join(skipped)} are all unreadable")
+
+
+def restore(trainee: Trainee) -> tuple[dict[str, Any] | None, list[str]]:
+    """Load Ray Train's latest (readable) checkpoint of this run into ``trainee``, if there is one; its RNG
+    state and the unreadable checkpoint files passed over."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
-        return None
-    with checkpoint.as_directory() as folder:
-        state = load_state(folder)
+        return None, []
+    state, skipped = newest_readable_state(Path(checkpoint.path))
     for part in ("model", "optimizer", "scheduler", "scaler"):
         getattr(trainee, part).load_state_dict(state[part])
     trainee.step = int(state["step"])
-    return state["rng"]
+    return state["rng"], skipped
 
 
 def batches(train_set: PanopticDataset, cfg: Config, rank: int, world: int, step: int,
@@ -216,6 +230,14 @@ def checkpoint(trainee: Trainee, cfg: Config, categories: CategoryMap,
         yield ray.train.Checkpoint.from_directory(folder)
 
 
+def announce(logger: MetricLogger, cfg: Config, step: int, where: str, skipped: list[str]) -> None:
+    """Rank 0's first lines: unreadable checkpoints passed over (also an MLflow tag), where training starts."""
+    for path in skipped:
+        print(f"warning: checkpoint {path} is unreadable; resuming from an older one", flush=True)
+        logger.client.set_tag(logger.run_id, "unips.unreadable_checkpoint", path)
+    print(f"{'resuming at' if step else 'starting'} step {step}/{cfg.optim.max_iter}: {where}", flush=True)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker function. ``config``: ``config`` (a :class:`Config` dump) and ``tracking``
     (``uri``, ``run_id`` of the MLflow run)."""
@@ -224,7 +246,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
     trainee = build_trainee(cfg, train_set.categories, device)
-    rng = restore(trainee)
+    rng, skipped = restore(trainee)
     stream = batches(train_set, cfg, rank, world, trainee.step, rng)
     # While the panoptic loss warms up, the affinity head gets no gradient: DDP must allow that.
     warmup = cfg.model.panoptic.end_to_end and cfg.optim.panoptic_loss_start > 0
@@ -232,8 +254,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     logger = MetricLogger(config["tracking"]["uri"], config["tracking"]["run_id"]) if rank == 0 else None
     val_set = build_dataset(cfg.data, cfg.data.val_split, train=False) if rank == 0 else None
     if logger is not None:
-        print(f"{'resuming at' if trainee.step else 'starting'} step {trainee.step}/{cfg.optim.max_iter}: {world} "
-              f"worker(s) x {cfg.optim.images_per_batch // world} images on {device}", flush=True)
+        announce(logger, cfg, trainee.step, f"{world} worker(s) x {cfg.optim.images_per_batch // world} images "
+                 f"on {device}", skipped)
     window = LossWindow(cfg, world, trainee.step, logger)
     ddp.train()
     while trainee.step < cfg.optim.max_iter:
