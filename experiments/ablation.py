@@ -16,6 +16,7 @@ apart as its resources allow. The last line is ``study=<name> tracking_uri=<uri>
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from unips.commands import run_command
 from unips.config import load_config
@@ -40,11 +41,15 @@ def main() -> None:
 
     table_keys = [key.strip() for key in args.tables.split(",") if key.strip()]
     select(table_keys)  # table and config mistakes show before Ray and torch load (seconds)
-    load_config(args.preset, args.overrides)
+    cfg = load_config(args.preset, args.overrides)
     import ray
 
-    from unips.platform.ablation import run_study
-    from unips.platform.tracking import is_local_store
+    from unips.platform.ablation import recorded_study, run_study
+    from unips.platform.tracking import is_local_store, resolve_tracking_uri
+
+    if args.resume:  # a study to resume must be there before Ray starts
+        recorded_study(resolve_tracking_uri(args.tracking_uri, cfg.platform.tracking_uri, Path.cwd()), args.preset,
+                       args.name)
 
     ray.init(address=args.address)
     outcome = run_study(args.preset, table_keys,

@@ -39,9 +39,13 @@ def run_here(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.chdir(cwd)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("UNIPS_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", list(args))
+    module = args[1] if args[0] == "-m" else None
+    monkeypatch.setattr(sys, "argv", list(args[1:] if module else args))
     with pytest.raises(SystemExit) as exit_:
-        runpy.run_path(args[0], run_name="__main__")
+        if module:
+            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(args[0], run_name="__main__")
     return Finished(int(exit_.value.code or 0), capsys.readouterr().err)
 
 
@@ -91,6 +95,16 @@ CASES = {
     "ablation, unknown key": ([ABLATION, "--tables", "H", "model.nope=1"], r"unknown key 'model\.nope'"),
     "tables, no store here": ([TABLES, "--study", "s"], r"no MLflow store .*mlflow\.db: run this where the study ran"),
     "show_data, data root that is not there": ([SHOW, "data.root=dta"], r"data\.root dta does not exist"),
+    "show_data, unknown preset": ([SHOW, "--preset", "smok"], r"no preset named 'smok'"),
+    "ablation, resume with no store": ([ABLATION, "--resume"], r"no MLflow store .*mlflow\.db to resume a study"),
+    "config, unknown key": (["-m", "unips.config", "--preset", "smoke", "eval.mode=[amx]"], r"unknown key 'eval\.mode'"),
+    "config, modes the model lacks": (["-m", "unips.config", "model.panoptic.use_affinity=false"],
+                                      r"eval\.modes has 'full' \(argmax of P\) but model\.panoptic\.use_affinity is"),
+    "statistics, missing file": (["-m", "unips.datasets.statistics", "panoptic_val.json"], r"panoptic_val\.json"),
+    "cityscapes, no annotations": (["-m", "unips.datasets.cityscapes", "--root", "city"],
+                                   r"no Cityscapes annotations for split 'train'"),
+    "synthetic, degenerate size": (["-m", "unips.datasets.synthetic", "--out", "syn", "--height", "8"],
+                                   r"sides >= 32 px, got .*8"),
 }
 
 
@@ -141,3 +155,53 @@ def test_each_command_in_its_own_process(args: list[str], pattern: str, tmp_path
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     done = run([TRAIN, "optim.max_itr=3", "--debug"], tmp_path)
     assert done.returncode == 1 and "Traceback" in done.stderr and "ConfigError" in done.stderr
+
+
+def test_statistics_names_a_file_that_is_not_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "panoptic_val.json").write_text("{not json")
+    done = run_here(["-m", "unips.datasets.statistics", "panoptic_val.json"], tmp_path, monkeypatch, capsys)
+    assert_one_error_line(done, r"panoptic_val\.json is not valid JSON")
+
+
+def test_tables_names_a_study_without_finished_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("unips"),
+                               tags={"unips.study": "s", "unips.kind": "study"}).info.run_id
+    for key, value in {"seeds": "1", "dataset": "synthetic", "tables": "H"}.items():
+        client.log_param(run_id, key, value)
+    done = run_here([TABLES, "--study", "s"], tmp_path, monkeypatch, capsys)
+    assert_one_error_line(done, r"no row runs of study 's' in .*: is the name right, and did its trials finish\?")
+
+
+@pytest.fixture
+def affinity_free_checkpoint(tmp_path: Path) -> Path:
+    """A network without the affinity head, saved as training saves it."""
+    from tests.platform.conftest import tiny_config
+    from unips.datasets.build import build_dataset
+    from unips.models.build import build_model
+    from unips.platform.checkpoint import save_state
+
+    cfg = tiny_config(tmp_path / "train", "model.panoptic.use_affinity=false", "model.panoptic.end_to_end=false",
+                      "eval.modes=[heu]")
+    dataset = build_dataset(cfg.data, "val", train=False)
+    model = build_model(cfg, dataset.categories)
+    return save_state(tmp_path / "ckpt", {"model": model.state_dict(), "step": 1, "config": cfg.model_dump(mode="json"),
+                                          "categories": dataset.categories.to_json()})
+
+
+@pytest.mark.parametrize("extra, pattern", [
+    (["--mode", "full"], r"state\.pt: eval\.modes has 'full' \(argmax of P\) but model\.panoptic\.use_affinity is false"),
+    (["--data-root", "dta"], r"data\.root dta does not exist"),
+], ids=["a mode the network lacks", "a data root that is not there"])
+def test_evaluate_names_what_does_not_fit_the_checkpoint(extra: list[str], pattern: str,
+                                                         affinity_free_checkpoint: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    args = [EVALUATE, "--checkpoint", str(affinity_free_checkpoint), "--out", str(tmp_path / "out"), *extra]
+    assert_one_error_line(run_here(args, tmp_path, monkeypatch, capsys), pattern)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "dta").exists()

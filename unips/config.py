@@ -26,6 +26,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from unips.commands import run_command
+
 PRESET_DIR = Path(__file__).resolve().parent.parent / "experiments" / "configs"
 
 
@@ -387,4 +389,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -121,3 +122,23 @@ def test_a_frame_without_annotations_is_named_and_nothing_is_written(cityscapes_
         f"annotation: {missing} is missing"]
     assert not panoptic_json_path(cityscapes_root, "train").exists()
     assert not panoptic_json_path(cityscapes_root, "val").exists()
+
+
+def test_a_root_without_gtfine_or_leftimg8bit_is_one_error_line(cityscapes_root: Path, tmp_path: Path) -> None:
+    result = _convert_command(tmp_path / "empty")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: no Cityscapes annotations for split 'train': nothing matches "
+        f"{tmp_path / 'empty'}/gtFine/train/<city>/*_gtFine_instanceIds.png"]
+    shutil.rmtree(cityscapes_root / "leftImg8bit")
+    with pytest.raises(FileNotFoundError, match=r"no Cityscapes images for split 'train': .*leftImg8bit/train does"):
+        prepare_cityscapes(cityscapes_root)
+
+
+def test_an_annotation_without_its_frame_is_named_and_nothing_is_written(cityscapes_root: Path) -> None:
+    frame = cityscapes_root / "leftImg8bit/val/frankfurt/frankfurt_000000_000294_leftImg8bit.png"
+    frame.unlink()
+    with pytest.raises(FileNotFoundError, match=r"frankfurt_000000_000294_gtFine_instanceIds\.png annotates a frame "
+                                                r"that is not there: .*frankfurt_000000_000294_leftImg8bit\.png"):
+        prepare_cityscapes(cityscapes_root)
+    assert not panoptic_json_path(cityscapes_root, "train").exists()

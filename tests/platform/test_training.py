@@ -86,7 +86,7 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_repeats_the_unint
     local_ray: None, tmp_path: Path
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = tiny_config(tmp_path, "optim.max_iter=8", "optim.steps=[8]", "optim.checkpoint_period=2",
+    cfg = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
                       "platform.max_failures=1", "eval.max_images=1", "eval.modes=[amx]", "seed=11")
     # This run also evaluates every 2 steps: evaluation must not change what training draws next.
     evaluating = cfg.model_copy(deep=True)
@@ -97,16 +97,16 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_repeats_the_unint
     killer.start()
     restarted = launch_training(cfg, workdir=tmp_path, run_name="restarted", tracking_uri=uri)
     killer.join()
-    assert killer.killed_at is not None and killer.killed_at < 8, killer.killed_at
-    assert restarted.metrics["step"] == 8 and load_state(restarted.checkpoint)["step"] == 8
+    assert killer.killed_at is not None and killer.killed_at < 6, killer.killed_at
+    assert restarted.metrics["step"] == 6 and load_state(restarted.checkpoint)["step"] == 6
     for key in ("loss/total", "loss/semantic", "loss/panoptic", "loss/box_cls", "lr"):
         again = _history(uri, restarted.mlflow_run_id, key)
-        assert [step for step, _ in again] == list(range(1, 9)), key  # each step logged once
+        assert [step for step, _ in again] == [1, 2, 3, 4, 5, 6], key  # each step logged once
         # One thread, the same seed: the restart restores weights, optimiser, data order and random state
         # exactly, so every step equals that of the run that was never killed (and evaluated on the way).
         assert again == _history(uri, uninterrupted.mlflow_run_id, key), key
-    assert [step for step, _ in _history(uri, restarted.mlflow_run_id, "amx/PQ")] == [8]
-    assert [step for step, _ in _history(uri, uninterrupted.mlflow_run_id, "amx/PQ")] == [2, 4, 6, 8]
+    assert [step for step, _ in _history(uri, restarted.mlflow_run_id, "amx/PQ")] == [6]
+    assert [step for step, _ in _history(uri, uninterrupted.mlflow_run_id, "amx/PQ")] == [2, 4, 6]
     assert MlflowClient(uri).get_run(restarted.mlflow_run_id).info.status == "FINISHED"
 
 

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from unips.commands import run_command
 from unips.datasets.panoptic_format import read_json, write_json
 
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
@@ -53,10 +54,16 @@ def _instance_files(root: Path, split: str) -> list[Path]:
             f"no Cityscapes annotations for split '{split}': nothing matches "
             f"{root / 'gtFine' / split}/<city>/*{INSTANCE_SUFFIX}"
         )
+    if not image_dir(root, split).is_dir():
+        raise FileNotFoundError(f"no Cityscapes images for split '{split}': {image_dir(root, split)} does not exist")
     for image in sorted(image_dir(root, split).glob(f"*/*{IMAGE_SUFFIX}")):
         expected = root / "gtFine" / split / image.parent.name / (image.name[: -len(IMAGE_SUFFIX)] + INSTANCE_SUFFIX)
         if not expected.is_file():
             raise FileNotFoundError(f"{image} has no annotation: {expected} is missing")
+    for annotation in files:  # and the reverse: an annotation whose frame is not there
+        frame = image_dir(root, split) / annotation.parent.name / (annotation.name[: -len(INSTANCE_SUFFIX)] + IMAGE_SUFFIX)
+        if not frame.is_file():
+            raise FileNotFoundError(f"{annotation} annotates a frame that is not there: {frame} is missing")
     return files
 
 
@@ -111,13 +118,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, required=True, help="folder holding gtFine/ and leftImg8bit/")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])
     args = parser.parse_args(argv)
-    try:
-        prepare_cityscapes(args.root, args.splits, verbose=True)
-    except FileNotFoundError as error:  # the message names the file or folder: no traceback needed
-        parser.exit(1, f"error: {error}\n")
+    prepare_cityscapes(args.root, args.splits, verbose=True)
     for split in args.splits:
         print(f"{split}: {panoptic_json_path(args.root, split)} + {panoptic_png_dir(args.root, split)}/")
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

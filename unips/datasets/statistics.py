@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from unips.commands import run_command
 from unips.datasets.panoptic_json import parse_panoptic_json
 from unips.datasets.panoptic_format import read_json
 
@@ -105,4 +106,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

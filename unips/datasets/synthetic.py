@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from unips.commands import run_command
 from unips.datasets.categories import IGNORE_INDEX, Category, CategoryMap
 from unips.datasets.panoptic_format import id2rgb, mask_bbox_xywh, read_json, write_json, write_png
 from unips.datasets.coco_instances import thing_annotations
@@ -509,4 +510,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)
