@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unips.commands import run_command
+from unips.commands import add_workdir_argument, enter_workdir, run_command
 from unips.config import load_config
 from unips.platform.studies import select
 
@@ -37,7 +37,9 @@ def main() -> None:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every training, key.sub=value")
+    add_workdir_argument(parser)
     args = parser.parse_args()
+    enter_workdir(args.workdir)
 
     table_keys = [key.strip() for key in args.tables.split(",") if key.strip()]
     select(table_keys)  # table and config mistakes show before Ray and torch load (seconds)

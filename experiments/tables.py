@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from unips.commands import run_command
+from unips.commands import add_workdir_argument, enter_workdir, run_command
 from unips.platform.studies import select
 from unips.platform.tables import build_table, study_parent, study_rows, to_markdown, write_tables
 from unips.platform.tracking import resolve_tracking_uri, sqlite_file
@@ -29,7 +29,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/tables"), help="folder for the table files")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    add_workdir_argument(parser)
     args = parser.parse_args()
+    enter_workdir(args.workdir)
 
     uri = resolve_tracking_uri(args.tracking_uri, None, Path.cwd())
     if (store := sqlite_file(uri)) is not None and not store.is_file():  # only read: never create a store

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from unips.commands import run_command
+from unips.commands import add_workdir_argument, enter_workdir, run_command
 from unips.config import Config, load_config
 from unips.datasets.build import check_data
 
@@ -40,7 +40,9 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="run name (default: <preset name>_<date-time>)")
     parser.add_argument("--resume", action="store_true", help="continue the run --name (default: the latest one)")
     parser.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
+    add_workdir_argument(parser)
     args = parser.parse_args()
+    enter_workdir(args.workdir)
 
     # Mistakes in the config, the data or the resources show before Ray starts (seconds, not minutes).
     cfg = load_config(args.preset, args.overrides)

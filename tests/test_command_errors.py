@@ -3,6 +3,7 @@ names the culprit, no traceback (``--debug`` shows it), and nothing written on t
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import runpy
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from unips.commands import run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, EVALUATE, TABLES, ABLATION, SHOW = (str(ROOT / "experiments" / f"{name}.py")
@@ -42,8 +45,8 @@ def run_here(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, capsys
     module = args[1] if args[0] == "-m" else None
     monkeypatch.setattr(sys, "argv", list(args[1:] if module else args))
     with pytest.raises(SystemExit) as exit_:
-        if module:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
+        if module:  # what its ``if __name__ == "__main__"`` line does
+            run_command(importlib.import_module(module).main)
         else:
             runpy.run_path(args[0], run_name="__main__")
     return Finished(int(exit_.value.code or 0), capsys.readouterr().err)
@@ -205,3 +208,9 @@ def test_evaluate_names_what_does_not_fit_the_checkpoint(extra: list[str], patte
     args = [EVALUATE, "--checkpoint", str(affinity_free_checkpoint), "--out", str(tmp_path / "out"), *extra]
     assert_one_error_line(run_here(args, tmp_path, monkeypatch, capsys), pattern)
     assert not (tmp_path / "out").exists() and not (tmp_path / "dta").exists()
+
+
+def test_workdir_is_where_a_command_works(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture) -> None:
+    done = run_here([TABLES, "--study", "s", "--workdir", "runs"], tmp_path, monkeypatch, capsys)
+    assert_one_error_line(done, rf"no MLflow store {tmp_path}/runs/mlflow\.db:")

@@ -7,9 +7,11 @@ shows the traceback instead. Anything else (a bug, a crash inside a library) kee
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
 # Bad input: missing or existing files, malformed data or configs (ConfigError and
@@ -31,3 +33,19 @@ def run_command(main: Callable[[], int | None]) -> NoReturn:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     sys.exit(status or 0)
+
+
+def add_workdir_argument(parser: argparse.ArgumentParser) -> None:
+    """``--workdir``: the folder a command works in (its relative paths, ``./mlflow.db``, ``ray_results/``)."""
+    parser.add_argument("--workdir", type=Path, default=os.environ.get("UNIPS_WORKDIR") or None,
+                        help="work in this folder (created if missing), as `git -C` does: data/, mlflow.db, "
+                             "ray_results/ and outputs/ go there and relative paths are read from there; for "
+                             "`ray submit`, which starts in the home folder (default: $UNIPS_WORKDIR, else here)")
+
+
+def enter_workdir(workdir: Path | None) -> None:
+    """Change into ``workdir`` (made if missing), as ``git -C`` does; nothing when None."""
+    if workdir is not None:
+        workdir = workdir.expanduser()
+        workdir.mkdir(parents=True, exist_ok=True)
+        os.chdir(workdir)

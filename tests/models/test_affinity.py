@@ -158,6 +158,6 @@ def test_box_support_revises_a_detection_only_inside_its_box() -> None:
     outside_first = torch.ones(height, width, dtype=torch.bool)
     outside_first[:, :4] = False  # the first box covers frame columns 0-3
     torch.testing.assert_close(boxed[1][outside_first], torch.zeros(int(outside_first.sum())))
-    assert float((everywhere[1][outside_first] - psi[1][outside_first]).abs().max()) > 1e-3
+    assert float((everywhere[1][outside_first] - psi[1][outside_first]).abs().max().detach()) > 1e-3
     torch.testing.assert_close(boxed[1][~outside_first], everywhere[1][~outside_first])  # inside: the same
     torch.testing.assert_close(boxed[0], everywhere[0])  # stuff: the whole image either way
