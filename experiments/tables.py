@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from unips.commands import add_workdir_argument, enter_workdir, run_command
 from unips.platform.studies import select
 from unips.platform.tables import build_table, study_parent, study_rows, to_markdown, write_tables
-from unips.platform.tracking import resolve_tracking_uri, sqlite_file
+from unips.platform.tracking import require_store, resolve_tracking_uri
 
 
 def main() -> None:
@@ -34,8 +34,7 @@ def main() -> None:
     enter_workdir(args.workdir)
 
     uri = resolve_tracking_uri(args.tracking_uri, None, Path.cwd())
-    if (store := sqlite_file(uri)) is not None and not store.is_file():  # only read: never create a store
-        raise FileNotFoundError(f"no MLflow store {store}: run this where the study ran, or pass --tracking-uri")
+    require_store(uri, "", "the study")
     parent = study_parent(args.study, uri)
     seeds, dataset = int(parent["params.seeds"]), parent["params.dataset"]
     runs = study_rows(args.study, uri)

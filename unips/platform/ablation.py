@@ -38,8 +38,8 @@ from unips.config import Config, load_config
 from unips.platform.launch import TAG_RUN, absolute_paths, launch_training
 from unips.platform.studies import (MODE_FREE, PANOPTIC_IOU, TAG_KIND, TAG_ROW, TAG_SEED, TAG_STUDY, TAG_TABLES,
                                    TAG_TRAINING, Row, TableSpec, select, trainings)
-from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, resolve_tracking_uri, set_status,
-                                    sqlite_file)
+from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, require_store, resolve_tracking_uri,
+                                    set_status)
 
 PARENT = "mlflow.parentRunId"
 TRIAL_MEMORY = 1 << 30  # bytes reserved by a trial's driver process (a model and a few images)
@@ -159,9 +159,7 @@ def concurrency(cfg: Config) -> int:
 
 def recorded_study(tracking_uri: str, preset: str, name: str | None) -> Any:
     """The MLflow run of the study ``name``, else of the latest study of ``preset``."""
-    if (store := sqlite_file(tracking_uri)) is not None and not store.is_file():  # looking must not create one
-        raise FileNotFoundError(f"no MLflow store {store} to resume a study from: run this where the study "
-                                "ran, or pass --tracking-uri")
+    require_store(tracking_uri, " to resume a study from", "the study")
     runs = find_runs(tracking_uri, {TAG_KIND: "study", **({TAG_STUDY: name} if name else {})})
     runs = [run for run in runs if name or run.data.params.get("preset") == preset]
     if not runs:

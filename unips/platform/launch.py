@@ -25,8 +25,8 @@ from ray.train.torch import TorchTrainer
 from unips.config import Config, config_to_yaml, flatten, load_config
 from unips.datasets.build import check_data, ensure_synthetic
 from unips.platform.checkpoint import STATE_FILE
-from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, resolve_tracking_uri, set_status,
-                                    sqlite_file)
+from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, require_store, resolve_tracking_uri,
+                                    set_status)
 from unips.platform.train_loop import train_loop_per_worker
 
 TAG_RUN = "unips.run"  # the run's name: its Ray Train folder
@@ -96,9 +96,7 @@ def recorded_config(preset: str, overrides: list[str], run_name: str | None = No
 
     cfg = load_config(preset, overrides)
     uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, Path(workdir or Path.cwd()).resolve())
-    if (store := sqlite_file(uri)) is not None and not store.is_file():  # looking must not create a store
-        raise FileNotFoundError(f"no MLflow store {store} to resume a run from: run this where the training "
-                                "ran, or pass --tracking-uri")
+    require_store(uri, " to resume a run from", "the training")
     run = _run_to_resume(uri, cfg.name, run_name)
     with tempfile.TemporaryDirectory() as folder:
         path = MlflowClient(uri).download_artifacts(run.info.run_id, "config.yaml", folder)

@@ -32,6 +32,13 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
+def require_store(uri: str, purpose: str, source: str) -> None:
+    """Refuse a ``sqlite:///`` store whose file is missing, before MLflow would create it for a mere read:
+    ``no MLflow store <file><purpose>: run this where <source> ran, or pass --tracking-uri``."""
+    if (store := sqlite_file(uri)) is not None and not store.is_file():
+        raise FileNotFoundError(f"no MLflow store {store}{purpose}: run this where {source} ran, or pass --tracking-uri")
+
+
 def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:")) or "://" not in uri
 
