@@ -56,9 +56,12 @@ def check_data(data: DataConfig) -> None:
         files = split_files(data, split)
         for path in (files.json_path, files.image_dir, files.png_dir):
             if not path.exists():
-                hint = (f": convert Cityscapes once with `python -m unips.datasets.cityscapes --root {data.root}`"
-                        if data.dataset == "cityscapes" else "")
+                hint = f": {_convert_hint(data.root)}" if data.dataset == "cityscapes" else ""
                 raise FileNotFoundError(f"{path} not found ({data.dataset} {split} split){hint}")
+
+
+def _convert_hint(root: Path) -> str:
+    return f"convert Cityscapes once with `python -m unips.datasets.cityscapes --root {root}`"
 
 
 def ensure_synthetic(data: DataConfig) -> Path:
@@ -74,10 +77,7 @@ def build_dataset(data: DataConfig, split: str, train: bool) -> PanopticDataset:
         ensure_synthetic(data)
     files = split_files(data, split)
     if data.dataset == "cityscapes" and not files.json_path.exists():
-        raise FileNotFoundError(
-            f"{files.json_path} not found: convert Cityscapes once with "
-            f"`python -m unips.datasets.cityscapes --root {data.root}`"
-        )
+        raise FileNotFoundError(f"{files.json_path} not found: {_convert_hint(data.root)}")
     transform = (build_train_augmentation(data.augment) if train
                  else build_test_resize(data.test_short_side, data.test_max_long_side))
     return PanopticDataset(files.image_dir, files.json_path, files.png_dir, transform=transform)
