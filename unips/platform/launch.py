@@ -94,7 +94,9 @@ def recorded_config(preset: str, overrides: list[str], run_name: str | None = No
     what ``experiments/train.py --resume`` trains with, whatever the preset file says today."""
     from mlflow.tracking import MlflowClient
 
-    cfg = load_config(preset, overrides)
+    # The preset only locates the run (its name, the store): the other overrides apply to the run's config,
+    # which they may fit where they do not fit today's preset (e.g. optim.max_iter of a shortened run).
+    cfg = load_config(preset, [text for text in overrides if text.startswith("platform.")])
     uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, Path(workdir or Path.cwd()).resolve())
     require_store(uri, " to resume a run from", "the training")
     run = _run_to_resume(uri, cfg.name, run_name)
