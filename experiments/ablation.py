@@ -57,6 +57,7 @@ def main() -> None:
     outcome = run_study(args.preset, table_keys,
                         seeds=args.seeds, overrides=args.overrides, name=args.name, resume=args.resume,
                         tracking_uri=args.tracking_uri)
+    ray.shutdown()  # before the summary: Ray prints its workers' late log lines until then
     print(f"\n{outcome.trainings} training(s) for {outcome.rows} row(s); tables with:\n"
           f"  python experiments/tables.py --study {outcome.name} --tracking-uri {outcome.tracking_uri}")
     ui = (f"mlflow ui --backend-store-uri {outcome.tracking_uri} --host 127.0.0.1"

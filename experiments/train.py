@@ -63,6 +63,7 @@ def main() -> None:
     else:
         ray.init()  # with Ray's dashboard (on 127.0.0.1): Ray Train's cleanup queries its state API
     outcome = launch_training(cfg, run_name=args.name, resume=args.resume, tracking_uri=args.tracking_uri)
+    ray.shutdown()  # before the summary: Ray prints its workers' late log lines until then
 
     metrics = outcome.metrics
     print(f"\nfinal evaluation ({cfg.data.dataset}, {cfg.data.val_split} split, step {metrics.get('step')}):")

@@ -42,15 +42,22 @@ class ResumedStudy:
     first_trainings: list  # the training run(s) finished before the kill, as they were then
     first_rows: list  # their row runs, as they were then
     first_results: dict[Path, str]  # Tune's result.json of each finished trial, as it was then
-    resume_output: str
+    resume_output: str  # the resumed driver's stdout (Ray prints the workers' logs to stderr, at any time)
 
 
-def _ablation(workdir: Path, *args: str) -> subprocess.Popen:
+def _ablation(workdir: Path, log: str, *args: str) -> subprocess.Popen:
+    """Start the study driver; its stdout and stderr go to ``<log>.out`` and ``<log>.err`` in ``workdir``
+    (files, not pipes: a pipe nobody reads while the study runs would block the driver once full)."""
     overrides = [*TINY, *SHORT, "platform.cpus_per_worker=2"]  # one training at a time on 2 CPUs
-    return subprocess.Popen([sys.executable, str(ROOT / "experiments" / "ablation.py"), "--preset", "smoke",
-                             "--tables", "I", "--name", STUDY, *args, *overrides],
-                            cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+    with open(workdir / f"{log}.out", "w") as out, open(workdir / f"{log}.err", "w") as err:
+        return subprocess.Popen([sys.executable, str(ROOT / "experiments" / "ablation.py"), "--preset", "smoke",
+                                 "--tables", "I", "--name", STUDY, *args, *overrides],
+                                cwd=workdir, stdout=out, stderr=err, text=True,
+                                start_new_session=True, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+
+
+def _logs(workdir: Path, log: str) -> str:
+    return (workdir / f"{log}.out").read_text() + (workdir / f"{log}.err").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +66,11 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
     workdir = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{workdir}/mlflow.db"  # the scripts' default store in their working folder
     experiment = workdir / "ray_results" / STUDY
-    driver = _ablation(workdir)
+    driver = _ablation(workdir, "first")
     deadline = time.monotonic() + 600
     # Killed once Tune has recorded the first trial as finished (in its experiment state on disk).
     while not (finished := _finished_trials(experiment)):
-        assert driver.poll() is None, driver.stdout.read()  # type: ignore[union-attr]
+        assert driver.poll() is None, _logs(workdir, "first")
         assert time.monotonic() < deadline, "the first trial did not finish in 10 minutes"
         time.sleep(1)
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
@@ -73,9 +80,9 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
     first_results = {path: path.read_text() for path in experiment.glob("*/result.json")
                      if path.parent.name in finished}
 
-    resumed = _ablation(workdir, "--resume")
-    output, _ = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, output
+    resumed = _ablation(workdir, "resumed", "--resume")
+    assert resumed.wait(timeout=600) == 0, _logs(workdir, "resumed")
+    output = (workdir / "resumed.out").read_text()
     return ResumedStudy(workdir, uri, STUDY, first_trainings, first_rows, first_results, output)
 
 
