@@ -1,5 +1,5 @@
 """A study as a user runs it (``experiments/ablation.py`` on the local Ray it starts, the default MLflow store),
-killed and resumed, then the tables (``experiments/tables.py``)."""
+killed twice and resumed each time, then the tables (``experiments/tables.py``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -22,7 +24,7 @@ from tests.platform.conftest import TINY
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-SHORT = ["optim.max_iter=3", "optim.steps=[3]", "optim.checkpoint_period=3"]
+SHORT = ["optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=2"]
 STUDY = "trim"
 
 
@@ -34,11 +36,13 @@ def _runs(uri: str, study: str, kind: str) -> list:
 
 @dataclass
 class ResumedStudy:
-    """Table I on tiny images, run as a user runs it, killed after its first training, then resumed."""
+    """Table I on tiny images, run as a user runs it: killed during its first training, resumed, killed again
+    once that training had finished, and resumed again."""
 
     workdir: Path
     uri: str
     name: str
+    interrupted: Any  # the training run of the first kill, as it was then
     first_trainings: list  # the training run(s) finished before the kill, as they were then
     first_rows: list  # their row runs, as they were then
     first_results: dict[Path, str]  # Tune's result.json of each finished trial, as it was then
@@ -53,28 +57,47 @@ def _ablation(workdir: Path, log: str, *args: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, str(ROOT / "experiments" / "ablation.py"), "--preset", "smoke",
                                  "--tables", "I", "--name", STUDY, *args, *overrides],
                                 cwd=workdir, stdout=out, stderr=err, text=True,
-                                start_new_session=True, env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+                                start_new_session=True,  # unbuffered: what it printed survives a SIGKILL
+                                env={**os.environ, "MLFLOW_TRACKING_URI": "", "PYTHONUNBUFFERED": "1"})
 
 
 def _logs(workdir: Path, log: str) -> str:
     return (workdir / f"{log}.out").read_text() + (workdir / f"{log}.err").read_text()
 
 
+def _kill_when(driver: subprocess.Popen, workdir: Path, log: str, ready: Callable[[], Any]) -> Any:
+    """SIGKILL the study driver and the local Ray it started once ``ready()`` returns something; that."""
+    deadline = time.monotonic() + 600
+    while not (found := ready()):
+        assert driver.poll() is None, _logs(workdir, log)
+        assert time.monotonic() < deadline, f"{log}: not ready to kill in 10 minutes"
+        time.sleep(0.2)
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    return found
+
+
+def _training_past(uri: str, step: int) -> Any:
+    """The study's training run that has logged ``loss/total`` at ``step`` or later, if there is one."""
+    client = MlflowClient(uri)
+    for run in _runs(uri, STUDY, "training"):
+        if max((m.step for m in client.get_metric_history(run.info.run_id, "loss/total")), default=0) >= step:
+            return run
+    return None
+
+
 @pytest.fixture(scope="module")
 def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
-    """Table I: 4 rows (trimming on/off for two models) from 2 trainings, one at a time."""
+    """Table I: 4 rows (trimming on/off for two models) from 2 trainings of 4 steps, one at a time."""
     workdir = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{workdir}/mlflow.db"  # the scripts' default store in their working folder
     experiment = workdir / "ray_results" / STUDY
-    driver = _ablation(workdir, "first")
-    deadline = time.monotonic() + 600
-    # Killed once Tune has recorded the first trial as finished (in its experiment state on disk).
-    while not (finished := _finished_trials(experiment)):
-        assert driver.poll() is None, _logs(workdir, "first")
-        assert time.monotonic() < deadline, "the first trial did not finish in 10 minutes"
-        time.sleep(1)
-    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the local Ray it started
-    driver.wait()
+    # First kill: during the first training, once it has logged step 3 of 4 (after its step-2 checkpoint).
+    _kill_when(_ablation(workdir, "first"), workdir, "first", lambda: _training_past(uri, 3))
+    (interrupted,) = _runs(uri, STUDY, "training")  # re-read after the kill
+    # Second kill: between trainings, once Tune has recorded the first trial as finished.
+    finished = _kill_when(_ablation(workdir, "second", "--resume"), workdir, "second",
+                          lambda: _finished_trials(experiment))
     first_trainings = [run for run in _runs(uri, STUDY, "training") if run.info.status == "FINISHED"]
     first_rows = _runs(uri, STUDY, "row")
     first_results = {path: path.read_text() for path in experiment.glob("*/result.json")
@@ -83,13 +106,21 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
     resumed = _ablation(workdir, "resumed", "--resume")
     assert resumed.wait(timeout=600) == 0, _logs(workdir, "resumed")
     output = (workdir / "resumed.out").read_text()
-    return ResumedStudy(workdir, uri, STUDY, first_trainings, first_rows, first_results, output)
+    return ResumedStudy(workdir, uri, STUDY, interrupted, first_trainings, first_rows, first_results, output)
 
 
 def test_a_killed_study_resumes_without_retraining_finished_trials(resumed_study: ResumedStudy) -> None:
     study, uri = resumed_study, resumed_study.uri
     assert study.resume_output.strip().splitlines()[-1] == f"study={STUDY} tracking_uri={uri}"
-    # The kill came after one training and its two rows, before the other training ended.
+    # The first kill came during a training: the resumed study went on from its step-2 checkpoint and
+    # finished it, each step logged once.
+    assert study.interrupted.info.status == "RUNNING"
+    assert "resuming at step 2/4" in (study.workdir / "second.out").read_text()
+    client = MlflowClient(uri)
+    again = client.get_run(study.interrupted.info.run_id)
+    assert again.info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(again.info.run_id, "loss/total")) == [1, 2, 3, 4]
+    # The second came after one training and its two rows, before the other training ended.
     assert len(study.first_trainings) == 1 and len(study.first_results) == 1
     assert len(study.first_rows) == 2
     trainings = _runs(uri, STUDY, "training")
@@ -98,7 +129,6 @@ def test_a_killed_study_resumes_without_retraining_finished_trials(resumed_study
     assert all(run.info.status == "FINISHED" for run in trainings)
     # The finished trial was not trained again: its training run ended when it did, its Tune results
     # are as they were, and its row runs were not rewritten.
-    client = MlflowClient(uri)
     (first_training,) = study.first_trainings
     assert client.get_run(first_training.info.run_id).info.end_time == first_training.info.end_time
     assert all(path.read_text() == text for path, text in study.first_results.items())
