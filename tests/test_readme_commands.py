@@ -66,6 +66,20 @@ def test_configuration_command(tmp_path: Path) -> None:
     assert re.search(r"crop_size:\s*\n\s*- 96\s*\n\s*- 192", output), output
 
 
+def test_statistics_command_as_docs_data_writes_it(tmp_path: Path) -> None:
+    from unips.datasets import synthetic
+    from unips.datasets.statistics import split_statistics
+
+    (command,) = re.findall(r"`(\.venv/bin/python -m unips\.datasets\.statistics [^`]+)`",
+                            (ROOT / "docs" / "data.md").read_text())
+    synthetic.generate(tmp_path / "data" / "synthetic", num_train=2, num_val=3, height=64, width=128, seed=1)
+    output = run(command.replace(VENV_BIN, str(Path(sys.executable).parent) + "/", 1), tmp_path).stdout
+    printed = dict(line.split() for line in output.splitlines()[1:])
+    expected = split_statistics(tmp_path / "data" / "synthetic" / "panoptic_val.json")
+    assert printed["images"] == "3"
+    assert printed == {key: str(value) if isinstance(value, int) else f"{value:.3f}" for key, value in expected.items()}
+
+
 @pytest.mark.slow
 def test_mlflow_ui_command(tmp_path: Path) -> None:
     """``mlflow ui`` on the store ``make demo`` writes, at the address the README gives."""
