@@ -47,13 +47,14 @@ def main() -> None:
     import ray
 
     from unips.platform.ablation import recorded_study, run_study
+    from unips.platform.ray_instance import init_ray
     from unips.platform.tracking import is_local_store, resolve_tracking_uri
 
     if args.resume:  # a study to resume must be there before Ray starts
         recorded_study(resolve_tracking_uri(args.tracking_uri, cfg.platform.tracking_uri, Path.cwd()), args.preset,
                        args.name)
 
-    ray.init(address=args.address)
+    init_ray(args.address)
     outcome = run_study(args.preset, table_keys,
                         seeds=args.seeds, overrides=args.overrides, name=args.name, resume=args.resume,
                         tracking_uri=args.tracking_uri)

@@ -57,11 +57,9 @@ def main() -> None:
 
     from unips.evaluation.pq_stats import pq_table
     from unips.platform.launch import launch_training
+    from unips.platform.ray_instance import init_ray
 
-    if args.address:
-        ray.init(address=args.address)
-    else:
-        ray.init()  # with Ray's dashboard (on 127.0.0.1): Ray Train's cleanup queries its state API
+    init_ray(args.address)  # with Ray's dashboard (on 127.0.0.1): Ray Train's cleanup queries its state API
     outcome = launch_training(cfg, run_name=args.name, resume=args.resume, tracking_uri=args.tracking_uri)
     ray.shutdown()  # before the summary: Ray prints its workers' late log lines until then
 
