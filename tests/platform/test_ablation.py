@@ -20,11 +20,12 @@ from mlflow.tracking import MlflowClient
 from ray.tune import ExperimentAnalysis
 
 from tests.platform.conftest import TINY
+from unips.platform.checkpoint import load_state
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
-SHORT = ["optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=2"]
+SHORT = ["optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=1"]
 STUDY = "trim"
 
 
@@ -43,6 +44,8 @@ class ResumedStudy:
     uri: str
     name: str
     interrupted: Any  # the training run of the first kill, as it was then
+    cut_short: list[str]  # its checkpoints then cut short on disk (all but the oldest)
+    resumed_from: int  # the step of the checkpoint left readable
     first_trainings: list  # the training run(s) finished before the kill, as they were then
     first_rows: list  # their row runs, as they were then
     first_results: dict[Path, str]  # Tune's result.json of each finished trial, as it was then
@@ -74,7 +77,26 @@ def _kill_when(driver: subprocess.Popen, workdir: Path, log: str, ready: Callabl
         time.sleep(0.2)
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait()
+    _wait_until_gone(workdir)
     return found
+
+
+def _wait_until_gone(workdir: Path, timeout_s: float = 60) -> None:
+    """Wait until no process works in ``workdir``: Ray's workers, outside the driver's process group, die
+    only once they notice their raylet is gone, and until then may still write a checkpoint."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        left = []
+        for cwd in Path("/proc").glob("[0-9]*/cwd"):
+            try:
+                if cwd.resolve() == workdir.resolve():
+                    left.append(cwd.parent.name)
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+        if not left:
+            return
+        assert time.monotonic() < deadline, f"processes {left} still run in {workdir}"
+        time.sleep(0.2)
 
 
 def _training_past(uri: str, step: int) -> Any:
@@ -95,6 +117,12 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
     # First kill: during the first training, once it has logged step 3 of 4 (after its step-2 checkpoint).
     _kill_when(_ablation(workdir, "first"), workdir, "first", lambda: _training_past(uri, 3))
     (interrupted,) = _runs(uri, STUDY, "training")  # re-read after the kill
+    # Its checkpoints but the oldest are then cut short on disk (a full disk, a killed copy).
+    states = sorted((workdir / "ray_results" / interrupted.data.tags["unips.run"]).glob("checkpoint_*/state.pt"))
+    assert len(states) >= 2, states
+    for state in states[1:]:
+        state.write_bytes(state.read_bytes()[:1000])
+    resumed_from = load_state(states[0])["step"]
     # Second kill: between trainings, once Tune has recorded the first trial as finished.
     finished = _kill_when(_ablation(workdir, "second", "--resume"), workdir, "second",
                           lambda: _finished_trials(experiment))
@@ -106,18 +134,22 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
     resumed = _ablation(workdir, "resumed", "--resume")
     assert resumed.wait(timeout=600) == 0, _logs(workdir, "resumed")
     output = (workdir / "resumed.out").read_text()
-    return ResumedStudy(workdir, uri, STUDY, interrupted, first_trainings, first_rows, first_results, output)
+    return ResumedStudy(workdir, uri, STUDY, interrupted, [str(p) for p in states[1:]], resumed_from,
+                        first_trainings, first_rows, first_results, output)
 
 
 def test_a_killed_study_resumes_without_retraining_finished_trials(resumed_study: ResumedStudy) -> None:
     study, uri = resumed_study, resumed_study.uri
     assert study.resume_output.strip().splitlines()[-1] == f"study={STUDY} tracking_uri={uri}"
-    # The first kill came during a training: the resumed study went on from its step-2 checkpoint and
-    # finished it, each step logged once.
+    # The first kill came during a training: the resumed study passed over the checkpoints cut short, went
+    # on from the oldest and finished the training, each step logged once.
     assert study.interrupted.info.status == "RUNNING"
-    assert "resuming at step 2/4" in (study.workdir / "second.out").read_text()
+    second = (study.workdir / "second.out").read_text()
+    assert f"resuming at step {study.resumed_from}/4" in second
+    assert all(f"warning: checkpoint {path} is unreadable" in second for path in study.cut_short)
     client = MlflowClient(uri)
     again = client.get_run(study.interrupted.info.run_id)
+    assert again.data.tags["unips.unreadable_checkpoint"] in study.cut_short
     assert again.info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(again.info.run_id, "loss/total")) == [1, 2, 3, 4]
     # The second came after one training and its two rows, before the other training ended.
