@@ -59,8 +59,8 @@ def _ablation(workdir: Path, log: str, *args: str) -> subprocess.Popen:
     with open(workdir / f"{log}.out", "w") as out, open(workdir / f"{log}.err", "w") as err:
         return subprocess.Popen([sys.executable, str(ROOT / "experiments" / "ablation.py"), "--preset", "smoke",
                                  "--tables", "I", "--name", STUDY, *args, *overrides],
-                                cwd=workdir, stdout=out, stderr=err, text=True,
-                                start_new_session=True,  # unbuffered: what it printed survives a SIGKILL
+                                cwd=workdir, stdout=out, stderr=err, text=True, start_new_session=True,
+                                # Unbuffered: what it printed survives a SIGKILL.
                                 env={**os.environ, "MLFLOW_TRACKING_URI": "", "PYTHONUNBUFFERED": "1"})
 
 
@@ -82,8 +82,8 @@ def _kill_when(driver: subprocess.Popen, workdir: Path, log: str, ready: Callabl
 
 
 def _wait_until_gone(workdir: Path, timeout_s: float = 60) -> None:
-    """Wait until no process works in ``workdir``: Ray's workers, outside the driver's process group, die
-    only once they notice their raylet is gone, and until then may still write a checkpoint."""
+    """Wait until no process works in ``workdir``: Ray's worker processes outlive the driver's SIGKILL by a
+    few seconds (one wrote the next checkpoint after it), until they notice that their raylet is gone."""
     deadline = time.monotonic() + timeout_s
     while True:
         left = []
@@ -114,7 +114,7 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
     workdir = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{workdir}/mlflow.db"  # the scripts' default store in their working folder
     experiment = workdir / "ray_results" / STUDY
-    # First kill: during the first training, once it has logged step 3 of 4 (after its step-2 checkpoint).
+    # First kill: during the first training, once it has logged step 3 of 4 (after its checkpoints of steps 1-2).
     _kill_when(_ablation(workdir, "first"), workdir, "first", lambda: _training_past(uri, 3))
     (interrupted,) = _runs(uri, STUDY, "training")  # re-read after the kill
     # Its checkpoints but the oldest are then cut short on disk (a full disk, a killed copy).
