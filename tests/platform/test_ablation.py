@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,27 +77,32 @@ def _kill_when(driver: subprocess.Popen, workdir: Path, log: str, ready: Callabl
         assert time.monotonic() < deadline, f"{log}: not ready to kill in 10 minutes"
         time.sleep(0.2)
     os.killpg(driver.pid, signal.SIGKILL)
+    _kill_all_in(workdir)
     driver.wait()
-    _wait_until_gone(workdir)
     return found
 
 
-def _wait_until_gone(workdir: Path, timeout_s: float = 60) -> None:
-    """Wait until no process works in ``workdir``: Ray's worker processes outlive the driver's SIGKILL by a
-    few seconds (one wrote the next checkpoint after it), until they notice that their raylet is gone."""
+def _kill_all_in(workdir: Path, timeout_s: float = 60) -> None:
+    """SIGKILL every process that works in ``workdir`` until none is left: Ray's worker processes are not
+    all in the driver's process group, and one left alive went on to write a checkpoint after the kill."""
     deadline = time.monotonic() + timeout_s
     while True:
         left = []
         for cwd in Path("/proc").glob("[0-9]*/cwd"):
             try:
                 if cwd.resolve() == workdir.resolve():
-                    left.append(cwd.parent.name)
+                    left.append(int(cwd.parent.name))
             except OSError:  # gone meanwhile, or not ours to read
                 continue
         if not left:
             return
         assert time.monotonic() < deadline, f"processes {left} still run in {workdir}"
-        time.sleep(0.2)
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
 
 
 def _training_past(uri: str, step: int) -> Any:
@@ -141,15 +147,18 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
 def test_a_killed_study_resumes_without_retraining_finished_trials(resumed_study: ResumedStudy) -> None:
     study, uri = resumed_study, resumed_study.uri
     assert study.resume_output.strip().splitlines()[-1] == f"study={STUDY} tracking_uri={uri}"
-    # The first kill came during a training: the resumed study passed over the checkpoints cut short, went
-    # on from the oldest and finished the training, each step logged once.
+    # The first kill came during a training: the resumed study went on from the one readable checkpoint and
+    # finished the training, each step logged once. Whether it had to pass over a file cut short depends on
+    # which checkpoint Ray had registered as the latest when the kill came (the stopped-run test of
+    # test_training.py makes that fallback certain); any file it passed over is named, in its output and tag.
     assert study.interrupted.info.status == "RUNNING"
     second = (study.workdir / "second.out").read_text()
     assert f"resuming at step {study.resumed_from}/4" in second
-    assert all(f"warning: checkpoint {path} is unreadable" in second for path in study.cut_short)
+    passed_over = re.findall(r"warning: checkpoint (\S+) is unreadable", second)
+    assert set(passed_over) <= set(study.cut_short), passed_over
     client = MlflowClient(uri)
     again = client.get_run(study.interrupted.info.run_id)
-    assert again.data.tags["unips.unreadable_checkpoint"] in study.cut_short
+    assert again.data.tags.get("unips.unreadable_checkpoint") == (passed_over[-1] if passed_over else None)
     assert again.info.status == "FINISHED"
     assert sorted(m.step for m in client.get_metric_history(again.info.run_id, "loss/total")) == [1, 2, 3, 4]
     # The second came after one training and its two rows, before the other training ended.
