@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from tests.platform.conftest import ROOT, TINY, tiny_config
 from tests.servers import stop_session
 from unips.platform.checkpoint import load_state
 from unips.platform.launch import launch_training
+from unips.platform.ray_instance import free_local_port
 
 pytestmark = pytest.mark.slow
 
@@ -163,18 +163,12 @@ def test_a_training_beside_another_local_ray_instance_prints_no_traceback(local_
     assert "final evaluation (synthetic, val split, step 2)" in done.stdout
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1 with its store and proxied artifacts in ``folder``; it can crash
     and start again on the same port and store, as a tracking server restarted by its host would."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, _free_port()
+        self.folder, self.port = folder, free_local_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
 

@@ -6,7 +6,8 @@ import os
 import socket
 
 
-def _free_local_port() -> int:
+def free_local_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -28,6 +29,6 @@ def init_ray(address: str | None = None) -> None:
     if address or canonicalize_bootstrap_address(None) is not None:  # a cluster: its own settings hold
         ray.init(address=address)
         return
-    port = _free_local_port()
+    port = free_local_port()
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     ray.init(dashboard_host="127.0.0.1", dashboard_port=port)
