@@ -14,6 +14,10 @@ from unips.datasets import synthetic
 # watcher would cost one more Python process per training (about 5 s of CPU each here).
 # Set before any test starts Ray, so the scripts the tests run inherit it.
 os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+# Every process of the suite computes on one thread: the pinned smoke training (tests/platform/conftest.py)
+# holds one of the two cores throughout, and a second thread would only oversubscribe them (OpenMP threads
+# spin while they wait). Ray passes it on to its workers, which would otherwise take one thread per CPU.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 SMALL = {"num_train": 12, "num_val": 6, "height": 128, "width": 256, "seed": 7}
 

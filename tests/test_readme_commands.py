@@ -85,9 +85,9 @@ def test_mlflow_ui_command(tmp_path: Path) -> None:
     """``mlflow ui`` on the store ``make demo`` writes, at the address the README gives."""
     command = readme_command(".venv/bin/mlflow ui")
     assert "--host 127.0.0.1" in command  # loopback only
-    # The command as written; MLflow's job runner (six consumer processes for GenAI jobs, half a minute of
-    # CPU here) is switched off through the environment: it serves nothing this checks.
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # The command as written; through the environment, MLflow's job runner (six consumer processes for GenAI
+    # jobs, half a minute of CPU here) is off and one web worker serves instead of four: this checks neither.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_WORKERS": "1"}
     server = subprocess.Popen(["bash", "-c", f"exec {command}"], cwd=tmp_path, stdin=subprocess.DEVNULL, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:

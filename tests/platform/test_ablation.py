@@ -115,8 +115,9 @@ def _training_past(uri: str, step: int) -> Any:
 
 
 @pytest.fixture(scope="module")
-def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
-    """Table I: 4 rows (trimming on/off for two models) from 2 trainings of 4 steps, one at a time."""
+def resumed_study(tmp_path_factory: pytest.TempPathFactory, local_ray: None) -> ResumedStudy:
+    """Table I: 4 rows (trimming on/off for two models) from 2 trainings of 4 steps, one at a time, each
+    driver on a local Ray instance of its own beside another (the suite's)."""
     workdir = tmp_path_factory.mktemp("study")
     uri = f"sqlite:///{workdir}/mlflow.db"  # the scripts' default store in their working folder
     experiment = workdir / "ray_results" / STUDY
@@ -147,6 +148,11 @@ def resumed_study(tmp_path_factory: pytest.TempPathFactory) -> ResumedStudy:
 def test_a_killed_study_resumes_without_retraining_finished_trials(resumed_study: ResumedStudy) -> None:
     study, uri = resumed_study, resumed_study.uri
     assert study.resume_output.strip().splitlines()[-1] == f"study={STUDY} tracking_uri={uri}"
+    # Each driver started its own local Ray beside the suite's and printed no traceback: Ray Train's
+    # placement-group cleaner, told nothing, once found both instances and died (ray_instance.init_ray).
+    for log in ("first", "second", "resumed"):
+        output = _logs(study.workdir, log)
+        assert "Traceback" not in output and "multiple active Ray instances" not in output, (log, output[-3000:])
     # The first kill came during a training: the resumed study went on from the one readable checkpoint and
     # finished the training, each step logged once. Whether it had to pass over a file cut short depends on
     # which checkpoint Ray had registered as the latest when the kill came (the stopped-run test of

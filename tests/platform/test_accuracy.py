@@ -41,6 +41,9 @@ def test_smoke_preset_reaches_its_pinned_metrics(smoke_training: SmokeTraining) 
     cfg = load_config("smoke")
     assert cfg.platform.cpus_per_worker == 1  # the pins are one-thread figures
     uri = smoke_training.wait()
+    # It ran beside the suite's other local Ray instances, with no traceback (ray_instance.init_ray).
+    log = smoke_training.log.read_text()
+    assert "Traceback" not in log and "multiple active Ray instances" not in log, log[-3000:]
     client = MlflowClient(uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FINISHED"

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.platform.conftest import ROOT, TINY, tiny_config
+from tests.platform.conftest import tiny_config
 from tests.servers import stop_session
 from unips.platform.checkpoint import load_state
 from unips.platform.launch import launch_training
@@ -147,20 +147,6 @@ def test_a_stopped_run_resumes_with_its_own_config_past_a_corrupt_checkpoint(loc
     assert run.info.status == "FINISHED"
     with pytest.raises(FileExistsError, match="pass --resume"):
         launch_training(cfg, workdir=tmp_path, run_name=second.run_name, tracking_uri=uri)
-
-
-def test_a_training_beside_another_local_ray_instance_prints_no_traceback(local_ray: None, tmp_path: Path) -> None:
-    """``experiments/train.py`` while this suite's own Ray instance runs: the script starts a second
-    one, and Ray Train's placement-group cleaner must find its own (it once found two and died)."""
-    overrides = [*TINY, "optim.max_iter=2", "optim.steps=[2]", "optim.checkpoint_period=2",
-                 f"data.root={tmp_path / 'data'}", "data.synthetic.generate=true"]
-    done = subprocess.run([sys.executable, str(ROOT / "experiments" / "train.py"), "--preset", "smoke", *overrides],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": ""})
-    output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
-    assert "Traceback" not in output and "multiple active Ray instances" not in output, output[-3000:]
-    assert "final evaluation (synthetic, val split, step 2)" in done.stdout
 
 
 class MlflowServer:
