@@ -1,5 +1,6 @@
-"""A real local Ray instance shared by the training tests, a small training configuration, and
-the pinned smoke training, started in the background as soon as the accuracy test is selected."""
+"""A real local Ray instance shared by the training tests, a small training configuration, and the
+two long pieces of work started in the background as soon as their tests are selected: the pinned
+smoke training and the killed study."""
 
 from __future__ import annotations
 
@@ -31,20 +32,29 @@ def tiny_config(root: Path, *overrides: str) -> Config:
     return load_config("smoke", [*TINY, f"data.root={root / 'data'}", "data.synthetic.generate=true", *overrides])
 
 
-@pytest.fixture(scope="session")
-def local_ray() -> Iterator[None]:
-    """One real local Ray instance (2 CPUs) for all training tests."""
+def start_local_ray() -> None:
+    """The suite's one real local Ray instance (2 CPUs), started at its first use."""
     import ray
 
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
-    ray.init(num_cpus=2, log_to_driver=False)
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+        ray.init(num_cpus=2, log_to_driver=False)
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """The suite's local Ray instance, for the training tests."""
+    start_local_ray()
     yield
+    import ray
+
     ray.shutdown()
 
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCURACY_TEST = "tests/platform/test_accuracy.py::test_smoke_preset_reaches_its_pinned_metrics"
 SMOKE_TRAINING = pytest.StashKey["SmokeTraining"]()
+KILLED_STUDY = pytest.StashKey["BackgroundStudy"]()
 
 
 class SmokeTraining:
@@ -82,17 +92,26 @@ class SmokeTraining:
 
 @pytest.hookimpl(trylast=True)  # after -m / -k have deselected what they deselect
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the two long pieces of work in the background and move the tests that wait for them last,
+    so that the rest of the suite runs while they do: the smoke training (accuracy test) and the killed
+    study (``test_ablation.py``), the latter beside the suite's own Ray instance."""
     accuracy = [item for item in items if item.nodeid.endswith(ACCURACY_TEST)]
+    study = [item for item in items if "resumed_study" in getattr(item, "fixturenames", ())]
     if accuracy:
         config.stash[SMOKE_TRAINING] = SmokeTraining()
-        # Last, so that the rest of the suite runs on the other core while the training does.
-        items[:] = [item for item in items if item not in accuracy] + accuracy
+    if study:
+        from tests.platform.killed_study import BackgroundStudy
+
+        start_local_ray()
+        config.stash[KILLED_STUDY] = BackgroundStudy()
+    items[:] = [item for item in items if item not in accuracy and item not in study] + study + accuracy
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    training = config.stash.get(SMOKE_TRAINING, None)
-    if training is not None:
-        training.close()
+    for key in (SMOKE_TRAINING, KILLED_STUDY):
+        work = config.stash.get(key, None)
+        if work is not None:
+            work.close()
 
 
 @pytest.fixture
