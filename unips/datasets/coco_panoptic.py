@@ -12,7 +12,6 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
-from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_format import (
     PanopticFormatError,
     check_segments_match,
