@@ -95,6 +95,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Start the two long pieces of work in the background and move the tests that wait for them last,
     so that the rest of the suite runs while they do: the smoke training (accuracy test) and the killed
     study (``test_ablation.py``), the latter beside the suite's own Ray instance."""
+    if config.option.collectonly:  # listing the tests runs none of them
+        return
     accuracy = [item for item in items if item.nodeid.endswith(ACCURACY_TEST)]
     study = [item for item in items if "resumed_study" in getattr(item, "fixturenames", ())]
     if accuracy:
