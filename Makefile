@@ -6,18 +6,17 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo train-smoke test test-fast cluster-smoke install clean
 
-# Our own modules (installed editable, so not compiled by the install) keep their bytecode in the
-# checkout even where the environment sets PYTHONDONTWRITEBYTECODE, as containers often do.
+# Bytecode is written on first import (the install compiles nothing, see below), also where the
+# environment sets PYTHONDONTWRITEBYTECODE, as containers often do: else every process recompiles.
 unexport PYTHONDONTWRITEBYTECODE
 
-# Reinstall only when the package definition changes. The 6 GB CUDA build of torch makes pip's own
-# bytecode compilation take ~50 s on one core: compiled afterwards on every core instead (~30 s here).
+# Reinstall only when the package definition changes. No bytecode compilation at install time: pip's
+# takes ~50 s on one core for the 6 GB CUDA build of torch and compileall ~25 s on two, for 250 MB of
+# sources of which a process of ours imports about 80 MB; Python compiles those on first import instead.
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
-	# As pip does, a file written for a newer Python (torch's py312 test helper) stays uncompiled.
-	$(PY) -m compileall -qq -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') || true
 	touch $(STAMP)
 
 install: $(STAMP)
