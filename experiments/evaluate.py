@@ -4,7 +4,8 @@
     python experiments/evaluate.py --checkpoint state.pt --mode heu --trim-stuff --out outputs/eval
 
 ``--checkpoint`` is a Ray Train checkpoint folder, its ``state.pt``, or the
-``checkpoint/state.pt`` artifact of an MLflow run. For each mode, predictions are
+``checkpoint/state.pt`` artifact of an MLflow run; a local path or a storage URI
+(``s3://bucket/ray_results/<run>/checkpoint_<...>``, any filesystem pyarrow knows). For each mode, predictions are
 written to ``<out>/<mode>/panoptic_pred/`` + ``panoptic_pred.json`` (COCO panoptic,
 the dataset's category ids: any panoptic tool can score them) with pictures of ground
 truth against prediction in ``<out>/<mode>/visualizations/``; ``<out>/metrics.json``
@@ -30,7 +31,7 @@ from unips.platform.evaluate import evaluate_as_configured
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, type=Path)
+    parser.add_argument("--checkpoint", required=True, help="checkpoint folder or state.pt: a path or a URI")
     parser.add_argument("--mode", nargs="+", choices=["full", "amx", "heu"], default=None,
                         help="inference modes (default: the run's eval.modes)")
     trim = parser.add_mutually_exclusive_group()

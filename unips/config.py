@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from unips.commands import run_command
 
@@ -91,6 +91,7 @@ class DataConfig(_Section):
     train_split: str = "train"
     val_split: str = "val"
     loader_workers: int = Field(4, ge=0)  # DataLoader processes per training worker
+    pin_memory: bool = True  # page-locked batches for faster copies to the GPU (only when training on one)
     augment: AugmentConfig = AugmentConfig()
     # Test-time resize of the shorter side (None = full resolution, as on Cityscapes).
     test_short_side: int | None = None
@@ -201,9 +202,18 @@ class OptimConfig(_Section):
     # linearly from 0 to loss_weights.panoptic over panoptic_loss_ramp iterations.
     panoptic_loss_start: int = Field(0, ge=0)
     panoptic_loss_ramp: int = Field(0, ge=0)
-    amp: bool = False  # mixed precision, GPU only
+    # Mixed precision: autocast to bfloat16 (no loss scaling needed) or float16 (with a gradient scaler);
+    # "off" trains in float32. Both also run on the CPU (slower there: for tests, not for speed).
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = False  # NHWC weights and activations (faster convolutions on tensor cores)
     loss_weights: LossWeights = LossWeights()
     checkpoint_period: int = Field(5000, ge=1)
+
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_was_a_switch(cls, value: Any) -> Any:
+        # Configs and checkpoints written before the dtype could be chosen hold true/false (true: float16).
+        return {True: "fp16", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _steps_in_schedule(self) -> OptimConfig:
@@ -242,7 +252,9 @@ class PlatformConfig(_Section):
     max_failures: int = Field(2, ge=0)
     tracking_uri: str | None = None  # None: $MLFLOW_TRACKING_URI, else sqlite:///<working folder>/mlflow.db
     experiment_name: str = "unips"
-    storage_path: Path | None = None  # Ray results; None: ./ray_results
+    # Ray results: a local or shared-filesystem folder, or a URI Ray and pyarrow know (s3://bucket/x);
+    # None: ./ray_results. Multi-node runs need one every node reaches (docs/cluster.md).
+    storage_path: str | None = None
     log_period: int = Field(20, ge=1)
 
 

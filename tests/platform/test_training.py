@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.platform.conftest import tiny_config
-from tests.servers import stop_session
-from unips.platform.checkpoint import load_state
+from tests.platform.conftest import ROOT, tiny_config
+from tests.servers import S3Server, stop_session
+from unips.platform import storage
+from unips.platform.checkpoint import STATE_FILE, load_state
 from unips.platform.launch import launch_training
 from unips.platform.ray_instance import free_local_port
 
@@ -119,34 +120,60 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_repeats_the_unint
     assert MlflowClient(uri).get_run(restarted.mlflow_run_id).info.status == "FINISHED"
 
 
-def test_a_stopped_run_resumes_with_its_own_config_past_a_corrupt_checkpoint(local_ray: None, tmp_path: Path) -> None:
+@pytest.fixture
+def s3() -> Iterator[S3Server]:
+    server = S3Server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_stopped_run_in_a_bucket_resumes_with_its_own_config_past_a_corrupt_checkpoint(
+    local_ray: None, tmp_path: Path, s3: S3Server
+) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
+    # Ray Train's storage in an S3-compatible bucket, named by a URI that Ray gets untouched.
+    bucket = s3.uri("results")
     cfg = tiny_config(tmp_path, "optim.max_iter=4", "optim.steps=[4]", "optim.checkpoint_period=1",
-                      "platform.max_failures=0")
+                      "platform.max_failures=0", f"platform.storage_path={bucket}")
     # Stopped before step 3 (no restarts allowed): the checkpoints of steps 1 and 2 are left.
     with pytest.raises(Exception, match="failure injected at step 3"):
         launch_training(cfg, workdir=tmp_path, tracking_uri=uri, train_loop=failing_once_before(3, tmp_path / "m"))
     (stopped,) = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name(
         cfg.platform.experiment_name).experiment_id])
     assert stopped.info.status == "FAILED"
+    run_dir = storage.join(bucket, stopped.data.tags["unips.run"])
+    assert not (tmp_path / "ray_results").exists()
+    states = [key for key in s3.keys(f"results/{stopped.data.tags['unips.run']}") if key.endswith(STATE_FILE)]
+    assert len(states) == 2 and all("/checkpoint_" in key for key in states), states
     # Another schedule would half-apply (the checkpoint's scheduler, the new length): refused, keys named.
     longer = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
-                         "platform.max_failures=0")
+                         "platform.max_failures=0", f"platform.storage_path={bucket}")
     with pytest.raises(ValueError, match=r"optim\.max_iter 4 -> 6, optim\.steps \[4\] -> \[6\]"):
         launch_training(longer, workdir=tmp_path, resume=True)
-    # The newest checkpoint is then cut short on disk (a full disk, a killed copy).
-    newest = max((tmp_path / "ray_results" / stopped.data.tags["unips.run"]).glob("checkpoint_*/state.pt"))
-    newest.write_bytes(newest.read_bytes()[:1000])
+    # The newest checkpoint is then cut short in the bucket (a killed upload).
+    newest = storage.join(storage.subfolders(run_dir, "checkpoint_")[-1], STATE_FILE)
+    storage.write_bytes(newest, storage.read_bytes(newest)[:1000])
     second = launch_training(cfg, workdir=tmp_path, resume=True)
     assert second.run_name == stopped.data.tags["unips.run"] and second.mlflow_run_id == stopped.info.run_id
-    assert second.metrics["step"] == 4
+    assert second.metrics["step"] == 4 and second.run_dir == run_dir
     # It went on from step 1, naming the file it passed over; steps 2-4 trained again, each logged once.
     run = MlflowClient(uri).get_run(second.mlflow_run_id)
-    assert run.data.tags["unips.unreadable_checkpoint"] == str(newest)
+    assert run.data.tags["unips.unreadable_checkpoint"] == newest
     assert [step for step, _ in _history(uri, second.mlflow_run_id, "loss/total")] == [1, 2, 3, 4]
     assert run.info.status == "FINISHED"
     with pytest.raises(FileExistsError, match="pass --resume"):
         launch_training(cfg, workdir=tmp_path, run_name=second.run_name, tracking_uri=uri)
+    # The final checkpoint, in the bucket, evaluates as a user evaluates it.
+    assert second.checkpoint is not None and second.checkpoint.startswith("s3://")
+    assert load_state(second.checkpoint)["step"] == 4
+    out = tmp_path / "eval"
+    done = subprocess.run([sys.executable, "experiments/evaluate.py", "--checkpoint", storage.parent_of(second.checkpoint),
+                           "--mode", "amx", "--max-images", "1", "--num-visualizations", "0", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "checkpoint at step 4" in done.stdout and "amx/PQ" in (out / "metrics.json").read_text()
 
 
 class MlflowServer:
@@ -254,4 +281,4 @@ def test_ddp_training_rides_out_a_tracking_server_outage(local_ray: None, tmp_pa
     config_yaml = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path)))
     assert "max_iter: 4" in config_yaml.read_text()
     assert (tmp_path / "server-artifacts").is_dir() and not (tmp_path / "mlruns").exists()
-    assert run.data.tags["unips.run"] == outcome.run_name == outcome.run_dir.name
+    assert run.data.tags["unips.run"] == outcome.run_name == storage.name_of(outcome.run_dir)

@@ -35,6 +35,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from unips.config import Config, load_config
+from unips.platform import storage
 from unips.platform.launch import TAG_RUN, absolute_paths, launch_training
 from unips.platform.studies import (MODE_FREE, PANOPTIC_IOU, TAG_KIND, TAG_ROW, TAG_SEED, TAG_STUDY, TAG_TABLES,
                                    TAG_TRAINING, Row, TableSpec, select, trainings)
@@ -134,7 +135,7 @@ def run_trial(config: dict[str, Any]) -> None:
     tune.report({"rows_logged": len(rows), "trained_step": outcome.metrics.get("step", 0)})
 
 
-def _evaluate_checkpoint(checkpoint: Path, trim_stuff: bool) -> dict[str, float]:
+def _evaluate_checkpoint(checkpoint: str, trim_stuff: bool) -> dict[str, float]:
     """The trained model read out again with stuff trimming switched."""
     # Imported here: the driver plans studies without building models.
     from unips.datasets.build import build_dataset
@@ -183,8 +184,8 @@ def run_study(
     store) the study of ``table_keys`` on the connected Ray instance."""
     workdir = Path(workdir or Path.cwd()).resolve()
     base = absolute_paths(load_config(preset, list(overrides or [])), workdir)
-    storage = Path(base.platform.storage_path)  # type: ignore[arg-type]
-    storage.mkdir(parents=True, exist_ok=True)
+    location: str = base.platform.storage_path  # type: ignore[assignment]
+    storage.make_dirs(location)
     uri = resolve_tracking_uri(tracking_uri, base.platform.tracking_uri, workdir)
     if resume:
         recorded = recorded_study(uri, preset, name)
@@ -192,17 +193,17 @@ def run_study(
         tables, seeds = select(params["tables"].split(",")), int(params["seeds"])
         plan = plan_study(params["preset"], json.loads(params["overrides"]), tables)
         set_status(uri, parent, "RUNNING")
-        tuner = tune.Tuner.restore(str(storage / name), trainable=_trainable(), resume_unfinished=True,
+        tuner = tune.Tuner.restore(storage.join(location, name), trainable=_trainable(), resume_unfinished=True,
                                    resume_errored=True)
     else:
         name = name or f"{base.name}-study-{datetime.now():%Y%m%d-%H%M%S}"
-        if (storage / name).exists():
-            raise FileExistsError(f"{storage / name} exists: pass --resume to continue it, or another --name")
+        if storage.exists(study_dir := storage.join(location, name)):
+            raise FileExistsError(f"{study_dir} exists: pass --resume to continue it, or another --name")
         tables = select(table_keys)
         plan = plan_study(preset, list(overrides or []), tables)
         parent = _record_study(uri, base, name, preset, tables, seeds, list(overrides or []), len(plan), workdir)
-        (storage / name).mkdir()
-        tuner = _new_tuner(base, preset, storage, name, plan, seeds, tables, workdir, uri, parent)
+        storage.make_dirs(study_dir)
+        tuner = _new_tuner(base, preset, location, name, plan, seeds, tables, workdir, uri, parent)
     try:
         results = tuner.fit()
     except BaseException:
@@ -225,7 +226,7 @@ def _record_study(uri: str, base: Config, name: str, preset: str, tables: list[T
                       artifact_root=workdir / DEFAULT_ARTIFACTS)
 
 
-def _new_tuner(base: Config, preset: str, storage: Path, name: str, plan: dict[str, Any], seeds: int,
+def _new_tuner(base: Config, preset: str, location: str, name: str, plan: dict[str, Any], seeds: int,
                tables: list[TableSpec], workdir: Path, uri: str, parent: str) -> tune.Tuner:
     """One trial per (training setting, seed), as many at once as the cluster holds."""
     param_space = {
@@ -238,7 +239,7 @@ def _new_tuner(base: Config, preset: str, storage: Path, name: str, plan: dict[s
         _trainable(), param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(base),
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=name, storage_path=str(storage), verbose=1),
+        run_config=tune.RunConfig(name=name, storage_path=location, verbose=1),
     )
 
 

@@ -7,6 +7,7 @@ numbers, strings, lists, tuples and dicts, so loading a checkpoint runs no code.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import tempfile
@@ -21,6 +22,7 @@ from unips.config import Config
 from unips.datasets.categories import CategoryMap
 from unips.models.build import build_model
 from unips.models.panoptic_net import UnifiedPanopticNet
+from unips.platform import storage
 
 STATE_FILE = "state.pt"
 
@@ -66,20 +68,24 @@ def save_state(directory: str | os.PathLike[str], state: dict[str, Any]) -> Path
     return directory / STATE_FILE
 
 
-def load_state(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a checkpoint (its ``state.pt`` or the folder holding it) with ``weights_only=True``."""
-    path = Path(path)
-    if path.is_dir():
-        if not (path / STATE_FILE).is_file() and (inside := sorted(path.glob(f"*/{STATE_FILE}"))):
-            # A run's folder: Ray Train keeps its checkpoints in checkpoint_<time>/ subfolders.
-            raise FileNotFoundError(f"{path} is a folder of checkpoints, not one; the latest: {inside[-1].parent}")
-        path = path / STATE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+def load_state(location: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint (its ``state.pt`` or the folder holding it; a local path or a storage URI such as
+    ``s3://bucket/ray_results/<run>/checkpoint_<time>``) with ``weights_only=True``."""
+    state_file = location = str(location)
+    if storage.is_dir(location):
+        state_file = storage.join(location, STATE_FILE)
+        # A run's folder: Ray Train keeps its checkpoints in checkpoint_<time>/ subfolders.
+        if not storage.exists(state_file) and (inside := [folder for folder in storage.subfolders(location)
+                                                          if storage.exists(storage.join(folder, STATE_FILE))]):
+            raise FileNotFoundError(f"{location} is a folder of checkpoints, not one; the latest: {inside[-1]}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        data = storage.read_bytes(state_file)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {state_file}") from None
+    try:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for truncated or foreign files
-        raise ValueError(f"{path} is not a unips checkpoint: {err}") from err
+        raise ValueError(f"{state_file} is not a unips checkpoint: {err}") from err
 
 
 def model_from_checkpoint(path: str | os.PathLike[str]) -> tuple[UnifiedPanopticNet, Config, CategoryMap, int]:

@@ -24,6 +24,7 @@ from ray.train.torch import TorchTrainer
 
 from unips.config import Config, config_to_yaml, flatten, load_config
 from unips.datasets.build import check_data, ensure_synthetic
+from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE
 from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, require_store, resolve_tracking_uri,
                                     set_status)
@@ -38,18 +39,19 @@ class TrainingOutcome:
     """What a finished training left behind."""
 
     run_name: str
-    run_dir: Path  # Ray Train's folder of the run (its checkpoints)
+    run_dir: str  # Ray Train's folder of the run (its checkpoints): a local path or a URI
     tracking_uri: str
     mlflow_run_id: str
     metrics: dict[str, Any]  # rank 0's last report: final losses, evaluation metrics per mode
-    checkpoint: Path | None  # the final state.pt
+    checkpoint: str | None  # the final state.pt: a local path or a URI
 
 
 def absolute_paths(cfg: Config, workdir: Path) -> Config:
-    """A copy of ``cfg`` whose data root and storage path are absolute (relative to ``workdir``)."""
+    """A copy of ``cfg`` whose data root and local storage path are absolute (relative to ``workdir``); a
+    storage URI stays as it is."""
     cfg = cfg.model_copy(deep=True)
     cfg.data.root = (workdir / cfg.data.root).resolve()
-    cfg.platform.storage_path = (workdir / (cfg.platform.storage_path or "ray_results")).resolve()
+    cfg.platform.storage_path = storage.resolve_storage(cfg.platform.storage_path, workdir)
     if cfg.model.backbone.pretrained is not None:
         cfg.model.backbone.pretrained = (workdir / cfg.model.backbone.pretrained).resolve()
     return cfg
@@ -108,14 +110,14 @@ def recorded_config(preset: str, overrides: list[str], run_name: str | None = No
 def new_run(cfg: Config, tracking_uri: str, workdir: Path, run_name: str | None,
             tags: dict[str, str] | None) -> tuple[str, str]:
     """Create the MLflow run (parameters = the flattened config, artifact = its YAML) and the run's folder."""
-    storage = Path(cfg.platform.storage_path)  # type: ignore[arg-type]
     run_name = run_name or f"{cfg.name}_{datetime.now():%Y%m%d-%H%M%S}"
-    if (storage / run_name).exists():
-        raise FileExistsError(f"{storage / run_name} exists: pass --resume to continue it, or another name")
+    run_dir = storage.join(cfg.platform.storage_path, run_name)  # type: ignore[arg-type]
+    if storage.exists(run_dir):
+        raise FileExistsError(f"{run_dir} exists: pass --resume to continue it, or another name")
     run_id = create_run(tracking_uri, cfg.platform.experiment_name, run_name, flatten(cfg),
                         {TAG_RUN: run_name, TAG_PRESET: cfg.name, **(tags or {})},
                         artifact_root=workdir / DEFAULT_ARTIFACTS)
-    (storage / run_name).mkdir(parents=True)
+    storage.make_dirs(run_dir)
     _log_config(tracking_uri, run_id, cfg)
     return run_name, run_id
 
@@ -145,7 +147,7 @@ def launch_training(
         train_loop: the per-worker function (tests wrap the standard one to inject faults).
     """
     workdir = Path(workdir or Path.cwd()).resolve()
-    cfg, storage = _prepare(cfg, workdir)
+    cfg = _prepare(cfg, workdir)
     uri = resolve_tracking_uri(tracking_uri, cfg.platform.tracking_uri, workdir)
     if resume:
         run_name, run_id = resumed_run(uri, cfg, run_name)
@@ -162,12 +164,15 @@ def launch_training(
         set_status(uri, run_id, "FAILED")
         raise
     set_status(uri, run_id, "FINISHED")
-    checkpoint = Path(result.checkpoint.path) / STATE_FILE if result.checkpoint is not None else None
-    return TrainingOutcome(run_name, storage / run_name, uri, run_id, dict(result.metrics or {}), checkpoint)
+    run_dir = storage.join(cfg.platform.storage_path, run_name)  # type: ignore[arg-type]
+    # Ray gives the checkpoint's path inside its filesystem (no scheme): named again from the run's location.
+    checkpoint = (storage.join(run_dir, storage.name_of(result.checkpoint.path), STATE_FILE)
+                  if result.checkpoint is not None else None)
+    return TrainingOutcome(run_name, run_dir, uri, run_id, dict(result.metrics or {}), checkpoint)
 
 
-def _prepare(cfg: Config, workdir: Path) -> tuple[Config, Path]:
-    """``cfg`` with absolute paths, checked against the worker count, its synthetic data made; the storage folder."""
+def _prepare(cfg: Config, workdir: Path) -> Config:
+    """``cfg`` with absolute paths, checked against the worker count, its synthetic data and storage made."""
     cfg = absolute_paths(cfg, workdir)
     if cfg.optim.images_per_batch % cfg.platform.num_workers:
         raise ValueError(f"optim.images_per_batch={cfg.optim.images_per_batch} must be a multiple of "
@@ -176,9 +181,8 @@ def _prepare(cfg: Config, workdir: Path) -> tuple[Config, Path]:
         ensure_synthetic(cfg.data)
     else:
         check_data(cfg.data)
-    storage = Path(cfg.platform.storage_path)  # type: ignore[arg-type]
-    storage.mkdir(parents=True, exist_ok=True)
-    return cfg, storage
+    storage.make_dirs(cfg.platform.storage_path)  # type: ignore[arg-type]
+    return cfg
 
 
 def _trainer(cfg: Config, run_name: str, train_loop: Callable[[dict[str, Any]], None], loop_config: dict[str, Any],
@@ -189,7 +193,7 @@ def _trainer(cfg: Config, run_name: str, train_loop: Callable[[dict[str, Any]], 
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=cfg.platform.num_workers, use_gpu=cfg.platform.use_gpu,
                                      resources_per_worker={"CPU": cfg.platform.cpus_per_worker}),
-        run_config=RunConfig(name=run_name, storage_path=str(cfg.platform.storage_path),
+        run_config=RunConfig(name=run_name, storage_path=cfg.platform.storage_path,
                              failure_config=FailureConfig(max_failures=cfg.platform.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=2), callbacks=callbacks,
                              logging_config=LoggingConfig(log_level="WARNING")),

@@ -27,11 +27,12 @@ from torch.utils.data import DataLoader
 from unips.config import Config
 from unips.datasets import PanopticDataset, collate_panoptic
 from unips.datasets.categories import CategoryMap
-from unips.datasets.build import build_dataset
+from unips.datasets.build import build_dataset, check_data
 from unips.models.build import build_model
 from unips.platform.checkpoint import STATE_FILE, load_state, rng_state, save_state, set_rng_state
 from unips.platform.evaluate import evaluate_as_configured
 from unips.platform.sampler import InfiniteShardedSampler
+from unips.platform import storage
 from unips.platform.schedule import build_optimizer, build_scheduler, panoptic_loss_factor
 from unips.platform.tracking import MetricLogger
 from unips.seeding import seed_everything
@@ -67,16 +68,16 @@ def train_step(
     targets: list[dict[str, Any]],
     *,
     step: int,
-    amp: bool = False,
+    amp: torch.dtype | None = None,
     clip_grad_norm: float | None = None,
     panoptic_scale: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """One optimizer step (mixed precision and gradient clipping optional); returns the total and named losses.
 
-    ``panoptic_scale``: the panoptic loss's warm-up multiplier at this step.
+    ``amp``: the autocast dtype (None: float32). ``panoptic_scale``: the panoptic loss's warm-up multiplier.
     """
     device_type = next(model.parameters()).device.type
-    with torch.autocast(device_type, enabled=amp):
+    with torch.autocast(device_type, dtype=amp, enabled=amp is not None):
         losses = model(images, targets, panoptic_scale=panoptic_scale)
     total = sum(losses.values())
     if not torch.isfinite(total):
@@ -107,36 +108,48 @@ class Trainee:
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step}
 
 
+AMP_DTYPES: dict[str, torch.dtype | None] = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def build_trainee(cfg: Config, categories: CategoryMap, device: torch.device) -> Trainee:
-    """The network (the same initial weights on every rank) with its optimizer, schedule and loss scaler."""
+    """The network (the same initial weights on every rank) with its optimizer, schedule and loss scaler
+    (enabled for float16 only: bfloat16 has float32's range, its gradients do not underflow)."""
     seed_everything(cfg.seed)
     model = build_model(cfg, categories).to(device)
+    if cfg.optim.channels_last:  # convolutions then keep their activations NHWC too
+        model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, cfg.optim)
-    amp = cfg.optim.amp and device.type == "cuda"
-    return Trainee(model, optimizer, build_scheduler(optimizer, cfg.optim), torch.amp.GradScaler("cuda", enabled=amp))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.optim.amp == "fp16")
+    return Trainee(model, optimizer, build_scheduler(optimizer, cfg.optim), scaler)
 
 
-def newest_readable_state(latest: Path) -> tuple[dict[str, Any], list[str]]:
-    """The state in checkpoint folder ``latest``, or, if that file is unreadable (truncated by a full disk, a
-    killed copy), in the newest readable checkpoint beside it in the run's folder; and the files skipped."""
+def newest_readable_state(latest: str | Path) -> tuple[dict[str, Any], list[str]]:
+    """The state in checkpoint folder ``latest`` (a local path or a storage URI), or, if that file is unreadable
+    (truncated by a full disk, a killed copy), in the newest readable checkpoint beside it in the run's folder;
+    and the files skipped."""
+    latest = str(latest)
+    run_dir = storage.parent_of(latest)
     # Ray Train's checkpoint_<time> folders, newest first (not its checkpoint_manager_snapshot.json).
-    older = sorted((p for p in latest.parent.glob("checkpoint_*") if p.is_dir() and p != latest), reverse=True)
+    older = [folder for folder in reversed(storage.subfolders(run_dir, "checkpoint_"))
+             if storage.name_of(folder) != storage.name_of(latest)]
     skipped = []
     for folder in [latest, *older]:
         try:
             return load_state(folder), skipped
         except (ValueError, FileNotFoundError):
-            skipped.append(str(folder / STATE_FILE))
-    raise ValueError(f"no readable checkpoint in {latest.parent}: {', '.join(skipped)} are all unreadable")
+            skipped.append(storage.join(folder, STATE_FILE))
+    raise ValueError(f"no readable checkpoint in {run_dir}: {', '.join(skipped)} are all unreadable")
 
 
-def restore(trainee: Trainee) -> tuple[dict[str, Any] | None, list[str]]:
+def restore(trainee: Trainee, storage_path: str) -> tuple[dict[str, Any] | None, list[str]]:
     """Load Ray Train's latest (readable) checkpoint of this run into ``trainee``, if there is one; its RNG
     state and the unreadable checkpoint files passed over."""
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is None:
         return None, []
-    state, skipped = newest_readable_state(Path(checkpoint.path))
+    # Ray names the checkpoint by its path inside the storage filesystem: named again by the storage location.
+    run_dir = storage.join(storage_path, ray.train.get_context().get_experiment_name())
+    state, skipped = newest_readable_state(storage.join(run_dir, storage.name_of(checkpoint.path)))
     for part in ("model", "optimizer", "scheduler", "scaler"):
         getattr(trainee, part).load_state_dict(state[part])
     trainee.step = int(state["step"])
@@ -144,7 +157,7 @@ def restore(trainee: Trainee) -> tuple[dict[str, Any] | None, list[str]]:
 
 
 def batches(train_set: PanopticDataset, cfg: Config, rank: int, world: int, step: int,
-            rng: dict[str, Any] | None) -> Iterator[tuple[list[torch.Tensor], list[dict[str, Any]]]]:
+            rng: dict[str, Any] | None, device: torch.device = torch.device("cpu")) -> Iterator[tuple[list[torch.Tensor], list[dict[str, Any]]]]:
     """This rank's endless stream of batches from ``step`` on: after a restart, the data, augmentation
     and random state continue exactly where the uninterrupted run would be."""
     loader_seeding = seed_everything(_derived_seed(cfg.seed, rank, step))
@@ -154,7 +167,7 @@ def batches(train_set: PanopticDataset, cfg: Config, rank: int, world: int, step
     sampler = InfiniteShardedSampler(len(train_set), cfg.seed, rank, world, start=step * per_worker)
     return iter(DataLoader(train_set, batch_size=per_worker, sampler=sampler, collate_fn=collate_panoptic,
                            num_workers=cfg.data.loader_workers, persistent_workers=cfg.data.loader_workers > 0,
-                           **loader_seeding))
+                           pin_memory=cfg.data.pin_memory and device.type == "cuda", **loader_seeding))
 
 
 class LossWindow:
@@ -230,6 +243,18 @@ def checkpoint(trainee: Trainee, cfg: Config, categories: CategoryMap,
         yield ray.train.Checkpoint.from_directory(folder)
 
 
+def data_on_this_node(cfg: Config) -> None:
+    """Each node reads its own copy of the data at ``data.root`` (the synthetic set is generated there, the
+    same bytes from the same seed); a copy that is missing is named with the node, before anything trains."""
+    try:
+        check_data(cfg.data)
+    except FileNotFoundError as error:
+        context = ray.get_runtime_context()
+        raise FileNotFoundError(f"on Ray node {context.get_node_id()} ({ray.util.get_node_ip_address()}): {error}; "
+                                "every node needs the dataset at data.root (docs/studies.md, running on a cluster)"
+                                ) from None
+
+
 def announce(logger: MetricLogger, cfg: Config, step: int, where: str, skipped: list[str]) -> None:
     """Rank 0's first lines: unreadable checkpoints passed over (also an MLflow tag), where training starts."""
     for path in skipped:
@@ -244,10 +269,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     cfg = Config.model_validate(config["config"])
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     device = ray.train.torch.get_device()
+    data_on_this_node(cfg)
     train_set = build_dataset(cfg.data, cfg.data.train_split, train=True)
     trainee = build_trainee(cfg, train_set.categories, device)
-    rng, skipped = restore(trainee)
-    stream = batches(train_set, cfg, rank, world, trainee.step, rng)
+    rng, skipped = restore(trainee, cfg.platform.storage_path)  # type: ignore[arg-type]
+    stream = batches(train_set, cfg, rank, world, trainee.step, rng, device)
     # While the panoptic loss warms up, the affinity head gets no gradient: DDP must allow that.
     warmup = cfg.model.panoptic.end_to_end and cfg.optim.panoptic_loss_start > 0
     ddp = ray.train.torch.prepare_model(trainee.model, parallel_strategy_kwargs={"find_unused_parameters": warmup})
@@ -263,7 +289,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         step = trainee.step = trainee.step + 1
         total, losses = train_step(
             ddp, trainee.optimizer, trainee.scheduler, trainee.scaler, images, targets, step=step,
-            amp=trainee.scaler.is_enabled(), clip_grad_norm=cfg.optim.clip_grad_norm,
+            amp=AMP_DTYPES[cfg.optim.amp], clip_grad_norm=cfg.optim.clip_grad_norm,
             panoptic_scale=panoptic_loss_factor(step, cfg.optim.panoptic_loss_start, cfg.optim.panoptic_loss_ramp))
         report = window.add(step, total, losses, trainee.optimizer.param_groups[0]["lr"])
         final = step == cfg.optim.max_iter

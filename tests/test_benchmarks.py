@@ -1,0 +1,28 @@
+"""The GPU benchmark's own test: without CUDA it runs the same code on the CPU at a reduced size."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_runs_on_the_cpu_and_prints_its_line() -> None:
+    # An 18-layer backbone and tiny images: what is tested is the code path, not the figures.
+    done = subprocess.run([sys.executable, "benchmarks/gpu.py", "--crop", "64x128", "--batch", "2", "--steps", "1",
+                           "--warmup", "1", "--infer-size", "64x128", "--infer-images", "1", "model.backbone.depth=18"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = done.stdout.strip().splitlines()[-1]
+    match = re.fullmatch(r"gpu device=(\S+) train_ips=([\d.]+) train_ips_amp=([\d.]+) peak_gb=([\d.]+) "
+                         r"full_ms=([\d.]+) heu_ms=([\d.]+) full_over_heu=([\d.]+)", last)
+    assert match, last
+    values = [float(v) for v in match.groups()[1:]]
+    assert all(v > 0 for v in values), last
+    assert values[-1] == pytest.approx(values[-3] / values[-2], abs=0.01)  # the ratio of the two it printed
