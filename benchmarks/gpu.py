@@ -12,7 +12,9 @@ ImageNet file needed), on synthetic scenes generated at the crop size in a tempo
   a gradient scaler), ``--steps`` optimizer steps after ``--warmup``;
 * ``peak_gb``: the most GPU memory allocated by either (on the CPU: the process's peak resident memory);
 * ``full_ms`` / ``heu_ms``: inference per image at ``--infer-size`` (network forward plus the mode's
-  read-out) for the full mode (argmax of P) and the heuristic merge, ``--infer-images`` each.
+  read-out) for the full mode (argmax of P) and the heuristic merge, ``--infer-images`` each, with
+  ``--detections`` detections per image handed on (random weights score none above the presets'
+  thresholds: the top ones are kept whatever their score, as a trained model keeps its objects).
 
 The paper (Table 6): 197 ms for its full model on an RTX 2080 Ti at 1024x2048, 386 ms for its
 Panoptic FPN re-implementation. Last line:
@@ -53,7 +55,9 @@ def config(args: argparse.Namespace, root: Path) -> Config:
         f"data.synthetic.num_train={args.batch}", "data.synthetic.num_val=1", "data.loader_workers=0",
         "model.backbone.pretrained=null", "model.backbone.freeze_at=0",
         "model.detector.with_masks=true", "model.panoptic.use_affinity=true", "model.panoptic.end_to_end=true",
-        "eval.modes=[full,heu]", f"optim.images_per_batch={args.batch}", *args.overrides])
+        "eval.modes=[full,heu]", f"optim.images_per_batch={args.batch}",
+        "model.detector.score_thresh=0.0", "eval.score_thresh=0.0", f"model.detector.detections_per_image={args.detections}",
+        *args.overrides])
 
 
 def _sync(device: torch.device) -> None:
@@ -109,18 +113,24 @@ def peak_memory_gb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the network (shared with benchmarks/inference.py)."""
+    parser.add_argument("--preset", default="cityscapes_r50")
+    parser.add_argument("--detections", type=int, default=20, help="detections per image (Cityscapes has ~20 objects)")
+    parser.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     cuda = torch.cuda.is_available()
-    parser.add_argument("--preset", default="cityscapes_r50")
+    add_model_arguments(parser)
     parser.add_argument("--crop", default="512x1024" if cuda else "128x256", help="training crop HxW")
     parser.add_argument("--batch", type=int, default=8 if cuda else 2, help="training images per GPU")
     parser.add_argument("--steps", type=int, default=20 if cuda else 3)
     parser.add_argument("--warmup", type=int, default=5 if cuda else 1)
     parser.add_argument("--infer-size", default="1024x2048" if cuda else "256x512", help="inference image HxW")
     parser.add_argument("--infer-images", type=int, default=20 if cuda else 2)
-    parser.add_argument("overrides", nargs="*", help="config overrides, key.sub=value")
     args = parser.parse_args()
 
     device = torch.device("cuda" if cuda else "cpu")
