@@ -28,6 +28,16 @@ def synthetic_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return synthetic.generate(tmp_path_factory.mktemp("synthetic") / "data", **SMALL)
 
 
+@pytest.fixture(scope="module")
+def batch(synthetic_root: Path):  # type: ignore[no-untyped-def]
+    """The small set's categories and its first two training images, collated: ``(categories, (images, targets))``."""
+    from unips.datasets import PanopticDataset, collate_panoptic
+
+    dataset = PanopticDataset(synthetic_root / "images/train", synthetic_root / "panoptic_train.json",
+                              synthetic_root / "panoptic_train")
+    return dataset.categories, collate_panoptic([dataset[0], dataset[1]])
+
+
 @pytest.fixture
 def synthetic_copy(synthetic_root: Path, tmp_path: Path) -> Path:
     """A private copy of the small synthetic dataset that a test may damage."""

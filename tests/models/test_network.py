@@ -10,20 +10,13 @@ import torch
 from torchvision.models import resnet18, resnet34
 
 from unips.config import load_config
-from unips.datasets import PanopticDataset, collate_panoptic
+from unips.datasets import PanopticDataset
 from unips.datasets.panoptic_format import mask_bbox_xywh
 from unips.models.backbone import ResNetFPN
 from unips.models.build import build_model, build_postprocessor
 
 SMALL = ["model.backbone.fpn_channels=32", "model.semantic.channels=32", "model.panoptic.affinity_channels=16",
          "model.detector.box_head_dim=64", "model.detector.mask_head_channels=16", "eval.modes=[full, amx, heu]"]
-
-
-@pytest.fixture(scope="module")
-def batch(synthetic_root: Path):  # type: ignore[no-untyped-def]
-    dataset = PanopticDataset(synthetic_root / "images/train", synthetic_root / "panoptic_train.json",
-                              synthetic_root / "panoptic_train")
-    return dataset.categories, collate_panoptic([dataset[0], dataset[1]])
 
 
 def _model(categories, *overrides: str):  # type: ignore[no-untyped-def]

@@ -1,5 +1,5 @@
-"""A real local Ray instance shared by the training tests, a small training configuration, and the
-two long pieces of work started in the background as soon as their tests are selected: the pinned
+"""A real local Ray instance shared by the training tests, an S3-compatible server, a small training
+configuration, and the two long pieces of work started in the background as soon as their tests are selected: the pinned
 smoke training and the killed study."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import S3Server
 from unips.config import Config, load_config
 
 # Small enough for seconds per step on 2 CPU cores, with every part of the network present.
@@ -39,6 +40,16 @@ def start_local_ray() -> None:
     if not ray.is_initialized():
         os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
         ray.init(num_cpus=2, log_to_driver=False)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    """moto's S3-compatible server on 127.0.0.1 with an empty bucket, for the module's tests."""
+    server = S3Server()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

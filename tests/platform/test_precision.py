@@ -3,24 +3,14 @@ channels-last memory format."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
 from unips.config import load_config
-from unips.datasets import PanopticDataset, collate_panoptic
 from unips.platform.train_loop import AMP_DTYPES, build_trainee, train_step
 
 SMALL = ["model.backbone.fpn_channels=16", "model.semantic.channels=16", "model.panoptic.affinity_channels=8",
          "model.detector.box_head_dim=32", "model.detector.mask_head_channels=8", "model.backbone.freeze_at=0"]
-
-
-@pytest.fixture(scope="module")
-def batch(synthetic_root: Path):  # type: ignore[no-untyped-def]
-    dataset = PanopticDataset(synthetic_root / "images/train", synthetic_root / "panoptic_train.json",
-                              synthetic_root / "panoptic_train")
-    return dataset.categories, collate_panoptic([dataset[0], dataset[1]])
 
 
 def _one_step(batch, *overrides: str):  # type: ignore[no-untyped-def]

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import S3Server
 from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE, load_state, save_state
 from unips.platform.train_loop import newest_readable_state
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_a_uri_keeps_its_credentials_and_query_through_joins(tmp_path: Path) -> None:

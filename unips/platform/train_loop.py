@@ -256,7 +256,9 @@ def data_on_this_node(cfg: Config) -> None:
 
 
 def announce(logger: MetricLogger, cfg: Config, step: int, where: str, skipped: list[str]) -> None:
-    """Rank 0's first lines: unreadable checkpoints passed over (also an MLflow tag), where training starts."""
+    """Rank 0's first lines: unreadable checkpoints passed over (also an MLflow tag), where training starts; the
+    Ray node it runs on as the MLflow tag ``unips.node`` (a restart on another node updates it)."""
+    logger.client.set_tag(logger.run_id, "unips.node", ray.get_runtime_context().get_node_id())
     for path in skipped:
         print(f"warning: checkpoint {path} is unreadable; resuming from an older one", flush=True)
         logger.client.set_tag(logger.run_id, "unips.unreadable_checkpoint", path)
