@@ -40,3 +40,14 @@ def test_resume_names_a_run_or_store_that_is_not_there(tmp_path: Path) -> None:
     new_run(started, uri, tmp_path, "short", None)
     with pytest.raises(FileNotFoundError, match="no training run named 'nope'"):
         recorded_config("smoke", [], "nope", tracking_uri=uri, workdir=tmp_path)
+
+
+def test_a_setting_logged_in_an_older_form_reads_as_it_did() -> None:
+    from unips.platform.launch import config_changes
+
+    cfg = load_config("smoke", ["optim.max_iter=20", "optim.steps=[10,15]", "optim.warmup_iters=5"])
+    # optim.amp was a true/false switch: a run logged with False trained in float32, as "off" does.
+    assert config_changes({"optim.amp": "False", "optim.max_iter": "20"}, cfg) == {}
+    assert config_changes({"optim.amp": "True", "optim.max_iter": "30"}, cfg) == {
+        "optim.amp": ("True", "off"), "optim.max_iter": ("30", "20")}
+    assert config_changes({"optim.steps": "not a schedule"}, cfg) == {"optim.steps": ("not a schedule", "[10, 15]")}

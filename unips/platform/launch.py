@@ -22,7 +22,7 @@ from typing import Any
 from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from unips.config import Config, config_to_yaml, flatten, load_config
+from unips.config import Config, config_to_yaml, flatten, load_config, parse_override
 from unips.datasets.build import check_data, ensure_synthetic
 from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE
@@ -74,7 +74,23 @@ def config_changes(recorded: dict[str, str], cfg: Config) -> dict[str, tuple[str
     """``{key: (the run's value, cfg's value)}`` for each parameter of a run that ``cfg`` would change,
     apart from :data:`CHANGEABLE_ON_RESUME`."""
     return {key: (recorded[key], str(value)) for key, value in flatten(cfg).items()
-            if not key.startswith(CHANGEABLE_ON_RESUME) and key in recorded and recorded[key] != str(value)}
+            if not key.startswith(CHANGEABLE_ON_RESUME) and key in recorded and recorded[key] != str(value)
+            and not _reads_as(cfg, key, recorded[key], value)}
+
+
+def _reads_as(cfg: Config, key: str, text: str, value: Any) -> bool:
+    """Whether the logged ``text`` of ``key``, read by today's schema, is ``value``: a run logged before a
+    setting changed form (``optim.amp`` was true/false, now off/bf16/fp16) keeps its meaning."""
+    path, parsed = parse_override(f"{key}={text}")
+    tree = cfg.model_dump(mode="json")
+    node = tree
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = parsed
+    try:
+        return flatten(Config.model_validate(tree))[key] == value
+    except ValueError:  # pydantic's ValidationError: not a value today's schema accepts
+        return False
 
 
 def resumed_run(tracking_uri: str, cfg: Config, run_name: str | None) -> tuple[str, str]:
