@@ -55,9 +55,8 @@ def config(args: argparse.Namespace, root: Path) -> Config:
         f"data.synthetic.num_train={args.batch}", "data.synthetic.num_val=1", "data.loader_workers=0",
         "model.backbone.pretrained=null", "model.backbone.freeze_at=0",
         "model.detector.with_masks=true", "model.panoptic.use_affinity=true", "model.panoptic.end_to_end=true",
-        "eval.modes=[full,heu]", f"optim.images_per_batch={args.batch}",
-        "model.detector.score_thresh=0.0", "eval.score_thresh=0.0", f"model.detector.detections_per_image={args.detections}",
-        *args.overrides])
+        "eval.modes=[full,heu]", f"optim.images_per_batch={args.batch}", "model.detector.score_thresh=0.0",
+        "eval.score_thresh=0.0", f"model.detector.detections_per_image={args.detections}", *args.overrides])
 
 
 def _sync(device: torch.device) -> None:

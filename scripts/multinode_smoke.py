@@ -21,6 +21,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
@@ -60,8 +61,8 @@ def trainings(client: MlflowClient) -> list:
     return client.search_runs(experiments, f"tags.`unips.study` = '{STUDY}' and tags.`unips.kind` = 'training'")
 
 
-def logged_steps(client: MlflowClient, run: object) -> list[int]:
-    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss/total"))  # type: ignore[attr-defined]
+def logged_steps(client: MlflowClient, run: Any) -> list[int]:
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss/total"))
 
 
 def main() -> None:
@@ -94,11 +95,13 @@ def main() -> None:
         runs = trainings(client)
         print("\n| training | Ray node | steps logged |\n|---|---|---|")
         for run in runs:
-            print(f"| {run.data.tags['unips.training']} | {run.data.tags['unips.node']} | {logged_steps(client, run)} |")
+            tags = run.data.tags
+            print(f"| {tags['unips.training']} | {tags['unips.node']} | {logged_steps(client, run)} |")
         assert {run.data.tags["unips.node"] for run in runs} == nodes, "the trainings did not use both nodes"
         assert all(logged_steps(client, run) == [1, 2, 3, 4] and run.info.status == "FINISHED" for run in runs)
         states = [key for key in s3.keys("ray_results") if key.endswith("state.pt")]
-        assert {key.split("/")[1] for key in states} == {f"{STUDY}-{run.data.tags['unips.training']}-s0" for run in runs}
+        folders = {f"{STUDY}-{run.data.tags['unips.training']}-s0" for run in runs}
+        assert {key.split("/")[1] for key in states} == folders, states
         print(f"\nin the bucket: {len(states)} checkpoints, e.g. {states[0]}")
         for run in runs:
             served = {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")}

@@ -11,7 +11,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = ["model.backbone.depth=18", "model.backbone.fpn_channels=16", "model.semantic.channels=16",
-              "model.panoptic.affinity_channels=8", "model.detector.box_head_dim=32", "model.detector.mask_head_channels=8"]
+              "model.panoptic.affinity_channels=8", "model.detector.box_head_dim=32",
+              "model.detector.mask_head_channels=8"]
 
 
 @pytest.mark.slow

@@ -34,8 +34,9 @@ def _one_step(batch, *overrides: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize(("amp", "dtype", "scaled"), [("bf16", torch.bfloat16, False), ("fp16", torch.float16, True)])
-def test_mixed_precision_computes_in_half_and_keeps_float32_weights(batch, amp: str, dtype: torch.dtype,  # type: ignore[no-untyped-def]
-                                                                    scaled: bool) -> None:
+def test_mixed_precision_computes_in_half_and_keeps_float32_weights(  # type: ignore[no-untyped-def]
+    batch, amp: str, dtype: torch.dtype, scaled: bool
+) -> None:
     _, reference, seen = _one_step(batch)
     assert seen["dtype"] == torch.float32
     trainee, total, seen = _one_step(batch, f"optim.amp={amp}")

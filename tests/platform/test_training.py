@@ -160,8 +160,9 @@ def test_a_stopped_run_in_a_bucket_resumes_with_its_own_config_past_a_corrupt_ch
     assert second.checkpoint is not None and second.checkpoint.startswith("s3://")
     assert load_state(second.checkpoint)["step"] == 4
     out = tmp_path / "eval"
-    done = subprocess.run([sys.executable, "experiments/evaluate.py", "--checkpoint", storage.parent_of(second.checkpoint),
-                           "--mode", "amx", "--max-images", "1", "--num-visualizations", "0", "--out", str(out)],
+    folder = storage.parent_of(second.checkpoint)
+    done = subprocess.run([sys.executable, "experiments/evaluate.py", "--checkpoint", folder, "--mode", "amx",
+                           "--max-images", "1", "--num-visualizations", "0", "--out", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "checkpoint at step 4" in done.stdout and "amx/PQ" in (out / "metrics.json").read_text()

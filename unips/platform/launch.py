@@ -81,15 +81,15 @@ def config_changes(recorded: dict[str, str], cfg: Config) -> dict[str, tuple[str
 def _reads_as(cfg: Config, key: str, text: str, value: Any) -> bool:
     """Whether the logged ``text`` of ``key``, read by today's schema, is ``value``: a run logged before a
     setting changed form (``optim.amp`` was true/false, now off/bf16/fp16) keeps its meaning."""
-    path, parsed = parse_override(f"{key}={text}")
     tree = cfg.model_dump(mode="json")
-    node = tree
-    for part in path[:-1]:
-        node = node[part]
-    node[path[-1]] = parsed
     try:
+        path, parsed = parse_override(f"{key}={text}")
+        node = tree
+        for part in path[:-1]:
+            node = node[part]
+        node[path[-1]] = parsed
         return flatten(Config.model_validate(tree))[key] == value
-    except ValueError:  # pydantic's ValidationError: not a value today's schema accepts
+    except ValueError:  # not YAML, or not a value today's schema accepts (pydantic's ValidationError)
         return False
 
 

@@ -29,10 +29,10 @@ from unips.datasets import PanopticDataset, collate_panoptic
 from unips.datasets.categories import CategoryMap
 from unips.datasets.build import build_dataset, check_data
 from unips.models.build import build_model
+from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE, load_state, rng_state, save_state, set_rng_state
 from unips.platform.evaluate import evaluate_as_configured
 from unips.platform.sampler import InfiniteShardedSampler
-from unips.platform import storage
 from unips.platform.schedule import build_optimizer, build_scheduler, panoptic_loss_factor
 from unips.platform.tracking import MetricLogger
 from unips.seeding import seed_everything
@@ -156,8 +156,8 @@ def restore(trainee: Trainee, storage_path: str) -> tuple[dict[str, Any] | None,
     return state["rng"], skipped
 
 
-def batches(train_set: PanopticDataset, cfg: Config, rank: int, world: int, step: int,
-            rng: dict[str, Any] | None, device: torch.device = torch.device("cpu")) -> Iterator[tuple[list[torch.Tensor], list[dict[str, Any]]]]:
+def batches(train_set: PanopticDataset, cfg: Config, rank: int, world: int, step: int, rng: dict[str, Any] | None,
+            device: torch.device = torch.device("cpu")) -> Iterator[tuple[list[torch.Tensor], list[dict[str, Any]]]]:
     """This rank's endless stream of batches from ``step`` on: after a restart, the data, augmentation
     and random state continue exactly where the uninterrupted run would be."""
     loader_seeding = seed_everything(_derived_seed(cfg.seed, rank, step))
