@@ -28,12 +28,14 @@ import argparse
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from unips.config import Config, InferenceMode, load_config
-from unips.datasets import collate_panoptic
+from unips.datasets import CategoryMap, collate_panoptic
 from unips.datasets.build import build_dataset, ensure_synthetic
 from unips.models.build import build_postprocessor
 from unips.platform.train_loop import AMP_DTYPES, build_trainee, train_step
@@ -41,14 +43,14 @@ from unips.platform.train_loop import AMP_DTYPES, build_trainee, train_step
 MODES = (InferenceMode.FULL, InferenceMode.HEU)
 
 
-def _size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     height, width = (int(part) for part in text.lower().split("x"))
     return height, width
 
 
 def config(args: argparse.Namespace, root: Path) -> Config:
     """The preset with masks and the affinity head, random weights, synthetic scenes of the crop size."""
-    height, width = _size(args.crop)
+    height, width = parse_size(args.crop)
     return load_config(args.preset, [
         "data.dataset=synthetic", f"data.root={root}", "data.synthetic.generate=true",
         f"data.synthetic.height={height}", f"data.synthetic.width={width}",
@@ -85,24 +87,38 @@ def train_images_per_s(cfg: Config, device: torch.device, amp: str, steps: int, 
     return steps * len(images) / elapsed
 
 
+def inference_model(cfg: Config, device: torch.device) -> tuple[torch.nn.Module, CategoryMap]:
+    """The network in evaluation mode, and its categories."""
+    categories = build_dataset(cfg.data, cfg.data.train_split, train=False).categories
+    return build_trainee(cfg, categories, device).model.eval(), categories
+
+
+def readout_ms(model: torch.nn.Module, postprocess: Callable[[Any], Any], images: list[torch.Tensor],
+               device: torch.device) -> float:
+    """Milliseconds per image of forward plus read-out (the caller warms up first)."""
+    _sync(device)
+    start = time.perf_counter()
+    for image in images:
+        postprocess(model([image])[0])
+    _sync(device)
+    return (time.perf_counter() - start) / len(images) * 1000
+
+
+def random_images(size: tuple[int, int], count: int, device: torch.device, seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.rand(3, *size, generator=generator).to(device) for _ in range(count)]
+
+
 def inference_ms(cfg: Config, device: torch.device, size: tuple[int, int], count: int) -> dict[str, float]:
     """Milliseconds per image of forward plus read-out, for each mode of :data:`MODES`, on one network."""
-    dataset = build_dataset(cfg.data, cfg.data.train_split, train=False)
-    trainee = build_trainee(cfg, dataset.categories, device)
-    model = trainee.model.eval()
-    generator = torch.Generator().manual_seed(0)
-    images = [torch.rand(3, *size, generator=generator).to(device) for _ in range(count + 1)]
+    model, categories = inference_model(cfg, device)
+    warm_up, *images = random_images(size, count + 1, device)
     result = {}
     for mode in MODES:
         cfg.eval.modes = [mode]
-        postprocess = build_postprocessor(cfg, dataset.categories)
-        postprocess(model([images[0]])[0])  # warm-up
-        _sync(device)
-        start = time.perf_counter()
-        for image in images[1:]:
-            postprocess(model([image])[0])
-        _sync(device)
-        result[str(mode)] = (time.perf_counter() - start) / count * 1000
+        postprocess = build_postprocessor(cfg, categories)
+        postprocess(model([warm_up])[0])
+        result[str(mode)] = readout_ms(model, postprocess, images, device)
     return result
 
 
@@ -145,7 +161,7 @@ def main() -> None:
         mixed = train_images_per_s(cfg, device, amp, args.steps, args.warmup)
         print(f"train {amp}: {mixed:.2f} images/s", flush=True)
         peak = peak_memory_gb(device)
-        ms = inference_ms(cfg, device, _size(args.infer_size), args.infer_images)
+        ms = inference_ms(cfg, device, parse_size(args.infer_size), args.infer_images)
     full, heu = ms[str(InferenceMode.FULL)], ms[str(InferenceMode.HEU)]
     print(f"gpu device={name.replace(' ', '_')} train_ips={fp32:.2f} train_ips_amp={mixed:.2f} peak_gb={peak:.2f} "
           f"full_ms={full:.1f} heu_ms={heu:.1f} full_over_heu={full / heu:.2f}")

@@ -24,11 +24,11 @@ from typing import Any
 
 import torch
 
-from gpu import _size, add_model_arguments, config, inference_ms  # benchmarks/gpu.py, beside this file
+# benchmarks/gpu.py, beside this file
+from gpu import add_model_arguments, config, inference_model, inference_ms, parse_size, random_images, readout_ms
 from unips.config import InferenceMode
-from unips.datasets.build import build_dataset, ensure_synthetic
+from unips.datasets.build import ensure_synthetic
 from unips.models.build import build_postprocessor
-from unips.platform.train_loop import build_trainee
 
 
 def _timed(function: Callable[..., Any], spent: list[float]) -> Callable[..., Any]:
@@ -43,22 +43,18 @@ def _timed(function: Callable[..., Any], spent: list[float]) -> Callable[..., An
 
 def affinity_ms(cfg: Any, size: tuple[int, int], count: int) -> tuple[float, float]:
     """``(full mode ms per image, of which the affinity head's ms)`` on the CPU."""
-    dataset = build_dataset(cfg.data, cfg.data.train_split, train=False)
-    model = build_trainee(cfg, dataset.categories, torch.device("cpu")).model.eval()
+    cpu = torch.device("cpu")
+    model, categories = inference_model(cfg, cpu)
     affinity = model.panoptic_head.affinity
     spent: list[float] = []
     affinity.features = _timed(affinity.features, spent)
     affinity.forward = _timed(affinity.forward, spent)
     cfg.eval.modes = [InferenceMode.FULL]
-    postprocess = build_postprocessor(cfg, dataset.categories)
-    generator = torch.Generator().manual_seed(1)
-    images = [torch.rand(3, *size, generator=generator) for _ in range(count + 1)]
-    postprocess(model([images[0]])[0])  # warm-up
+    postprocess = build_postprocessor(cfg, categories)
+    warm_up, *images = random_images(size, count + 1, cpu, seed=1)
+    postprocess(model([warm_up])[0])
     spent.clear()
-    start = time.perf_counter()
-    for image in images[1:]:
-        postprocess(model([image])[0])
-    return (time.perf_counter() - start) / count * 1000, sum(spent) / count * 1000
+    return readout_ms(model, postprocess, images, cpu), sum(spent) / count * 1000
 
 
 def main() -> None:
@@ -69,7 +65,7 @@ def main() -> None:
     add_model_arguments(parser)
     args = parser.parse_args()
     args.crop, args.batch = "64x128", 1  # the synthetic set only gives the categories here
-    size = _size(args.size)
+    size = parse_size(args.size)
     with tempfile.TemporaryDirectory() as folder:
         cfg = config(args, Path(folder) / "data")
         ensure_synthetic(cfg.data)

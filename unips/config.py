@@ -344,6 +344,15 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any, override: str, 
             node = child
 
 
+def with_override(cfg: Config, override: str) -> Config:
+    """``cfg`` with one ``key.sub=value`` override applied, validated again (ConfigError or ValidationError,
+    both ValueErrors, when the key or value does not fit)."""
+    tree = cfg.model_dump(mode="json")
+    key_path, value = parse_override(override)
+    _set_path(tree, key_path, value, override, Path("<config>"))
+    return Config.model_validate(tree)
+
+
 def load_config(preset: str | os.PathLike[str] = "cityscapes_r50", overrides: list[str] | None = None) -> Config:
     """Read a preset (name or YAML path), apply ``key.sub=value`` overrides, validate."""
     path = preset_path(preset)

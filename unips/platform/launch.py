@@ -22,7 +22,7 @@ from typing import Any
 from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
-from unips.config import Config, config_to_yaml, flatten, load_config, parse_override
+from unips.config import Config, config_to_yaml, flatten, load_config, with_override
 from unips.datasets.build import check_data, ensure_synthetic
 from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE
@@ -81,15 +81,9 @@ def config_changes(recorded: dict[str, str], cfg: Config) -> dict[str, tuple[str
 def _reads_as(cfg: Config, key: str, text: str, value: Any) -> bool:
     """Whether the logged ``text`` of ``key``, read by today's schema, is ``value``: a run logged before a
     setting changed form (``optim.amp`` was true/false, now off/bf16/fp16) keeps its meaning."""
-    tree = cfg.model_dump(mode="json")
     try:
-        path, parsed = parse_override(f"{key}={text}")
-        node = tree
-        for part in path[:-1]:
-            node = node[part]
-        node[path[-1]] = parsed
-        return flatten(Config.model_validate(tree))[key] == value
-    except ValueError:  # not YAML, or not a value today's schema accepts (pydantic's ValidationError)
+        return flatten(with_override(cfg, f"{key}={text}"))[key] == value
+    except ValueError:  # not YAML, or not a value today's schema accepts
         return False
 
 

@@ -60,15 +60,18 @@ def filesystem(location: str) -> tuple[fs.FileSystem, str]:
     return fs.LocalFileSystem(), str(Path(location).resolve())
 
 
-def exists(location: str) -> bool:
+def kind(location: str) -> fs.FileType:
+    """File, Directory (in an object store: a prefix with objects under it) or NotFound."""
     system, path = filesystem(location)
-    return system.get_file_info(path).type != fs.FileType.NotFound
+    return system.get_file_info(path).type
+
+
+def exists(location: str) -> bool:
+    return kind(location) != fs.FileType.NotFound
 
 
 def is_dir(location: str) -> bool:
-    """Whether ``location`` is a folder (in an object store: a prefix with objects under it)."""
-    system, path = filesystem(location)
-    return system.get_file_info(path).type == fs.FileType.Directory
+    return kind(location) == fs.FileType.Directory
 
 
 def make_dirs(location: str) -> None:
@@ -90,9 +93,9 @@ def subfolders(location: str, prefix: str = "") -> list[str]:
 
 def read_bytes(location: str) -> bytes:
     """The whole file at ``location``; FileNotFoundError naming it when there is none."""
-    system, path = filesystem(location)
-    if system.get_file_info(path).type != fs.FileType.File:
+    if kind(location) != fs.FileType.File:
         raise FileNotFoundError(f"no file at {location}")
+    system, path = filesystem(location)
     # A random-access file reads its known size in one request; a stream would fetch it chunk by chunk.
     with system.open_input_file(path) as file:
         return file.read()
