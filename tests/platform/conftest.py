@@ -105,7 +105,7 @@ class SmokeTraining:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Start the two long pieces of work in the background and move the tests that wait for them last,
     so that the rest of the suite runs while they do: the smoke training (accuracy test) and the killed
-    study (``test_ablation.py``), the latter beside the suite's own Ray instance."""
+    study on two Ray nodes (``test_ablation.py``), each beside the suite's own Ray instance."""
     if config.option.collectonly:  # listing the tests runs none of them
         return
     accuracy = [item for item in items if item.nodeid.endswith(ACCURACY_TEST)]
@@ -115,7 +115,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if study:
         from tests.platform.killed_study import BackgroundStudy
 
-        start_local_ray()
         config.stash[KILLED_STUDY] = BackgroundStudy()
     items[:] = [item for item in items if item not in accuracy and item not in study] + study + accuracy
 

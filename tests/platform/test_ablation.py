@@ -1,6 +1,6 @@
-"""A study as a user runs it (``experiments/ablation.py`` on the local Ray it starts, the default MLflow store),
-killed twice and resumed each time (``killed_study.py``, in the background from the suite's start), then the
-tables (``experiments/tables.py``)."""
+"""A study as a user runs it on a cluster (``experiments/ablation.py --address``: two Ray nodes, storage in a
+bucket, a tracking server), killed and resumed (``killed_study.py``, in the background from the suite's
+start), then the tables (``experiments/tables.py``) from a third process."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import json
 import re
 import subprocess
 import sys
+from collections import defaultdict
 
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.platform.conftest import KILLED_STUDY, ROOT
-from tests.platform.killed_study import STUDY, ResumedStudy, driver_output, study_runs
+from tests.platform.killed_study import SEEDS, STUDY, ResumedStudy, driver_output, logged_steps, study_runs
 
 pytestmark = pytest.mark.slow
 
@@ -25,72 +26,95 @@ def resumed_study(pytestconfig: pytest.Config) -> ResumedStudy:
     return pytestconfig.stash[KILLED_STUDY].result()
 
 
-def test_a_killed_study_resumes_without_retraining_finished_trials(resumed_study: ResumedStudy) -> None:
+def _trial_results(study: ResumedStudy) -> dict[str, list[dict]]:
+    """Tune's record of each trial in the bucket: its folder name -> its results, oldest first."""
+    keys = [key for key in study.s3.keys(f"ray_results/{study.name}/") if key.endswith("/result.json")]
+    return {key.split("/")[-2]: [json.loads(line) for line in study.s3.read(key).decode().splitlines()]
+            for key in keys}
+
+
+def test_a_killed_study_on_two_nodes_resumes_from_the_bucket_without_retraining_finished_trials(
+    resumed_study: ResumedStudy,
+) -> None:
     study, uri = resumed_study, resumed_study.uri
     assert study.resume_output.strip().splitlines()[-1] == f"study={STUDY} tracking_uri={uri}"
-    # Each driver started its own local Ray beside the suite's: Ray Train's placement-group cleaner, told
-    # nothing, once found both instances and died with this (ray_instance.init_ray). Other tracebacks are
-    # not asserted away: on a loaded machine Ray's own controller logs some it calls "safe to ignore".
-    for log in ("first", "second", "resumed"):
+    # The cluster shares this machine with other Ray instances (the suite's, the accuracy test's): Ray Train's
+    # placement-group cleaner, told nothing, once found several and died with this (ray_instance.init_ray).
+    for log in ("first", "resumed"):
         output = driver_output(study.workdir, log)
         assert "multiple active Ray instances" not in output, (log, output[-3000:])
-    # The first kill came during a training: the resumed study went on from the one readable checkpoint and
-    # finished the training, each step logged once. Whether it had to pass over a file cut short depends on
-    # which checkpoint Ray had registered as the latest when the kill came (the stopped-run test of
-    # test_training.py makes that fallback certain); any file it passed over is named, in its output and tag.
-    assert study.interrupted.info.status == "RUNNING"
-    second = (study.workdir / "second.out").read_text()
-    assert f"resuming at step {study.resumed_from}/4" in second
-    passed_over = re.findall(r"warning: checkpoint (\S+) is unreadable", second)
-    assert set(passed_over) <= set(study.cut_short), passed_over
+    # Two trainings at a time, one per node: every training ran where Tune recorded it, and both nodes trained.
     client = MlflowClient(uri)
-    again = client.get_run(study.interrupted.info.run_id)
-    assert again.data.tags.get("unips.unreadable_checkpoint") == (passed_over[-1] if passed_over else None)
-    assert again.info.status == "FINISHED"
-    assert sorted(m.step for m in client.get_metric_history(again.info.run_id, "loss/total")) == [1, 2, 3, 4]
-    # The second came after one training and its two rows, before the other training ended.
-    assert len(study.first_trainings) == 1 and len(study.first_results) == 1
-    assert len(study.first_rows) == 2
     trainings = study_runs(uri, STUDY, "training")
-    assert sorted(run.data.tags["unips.training"].rsplit("-", 1)[0] for run in trainings) == [
-        "msk1-aff0-e2e0-B-pred", "msk1-aff1-e2e1-B-pred"]
-    assert all(run.info.status == "FINISHED" for run in trainings)
-    # The finished trial was not trained again: its training run ended when it did, its Tune results
-    # are as they were, and its row runs were not rewritten.
-    (first_training,) = study.first_trainings
-    assert client.get_run(first_training.info.run_id).info.end_time == first_training.info.end_time
-    assert all(path.read_text() == text for path, text in study.first_results.items())
+    assert len(trainings) == 2 * SEEDS and all(run.info.status == "FINISHED" for run in trainings)
+    results = _trial_results(study)
+    recorded = {trial: lines[-1]["training_node"] for trial, lines in results.items()}
+    tagged = {run.data.tags["unips.run"].removeprefix(f"{STUDY}-"): run.data.tags["unips.node"] for run in trainings}
+    assert recorded == tagged and set(recorded.values()) == study.node_ids, (recorded, tagged, study.node_ids)
+    # The kill came while the second wave trained: each interrupted training went on from the one checkpoint
+    # left readable in the bucket and finished, each step logged once. Whether it had to pass over a file
+    # cut short depends on which checkpoint Ray had registered as the latest when the kill came (the
+    # stopped-run test of test_training.py makes that fallback certain); any file passed over is named.
+    resumed = driver_output(study.workdir, "resumed")
+    assert study.interrupted and all(run.info.status == "RUNNING" for run in study.interrupted)
+    assert sorted(map(int, re.findall(r"resuming at step (\d+)/4", resumed))) == sorted(study.resumed_from.values())
+    passed_over = re.findall(r"warning: checkpoint (\S+) is unreadable", resumed)
+    assert set(passed_over) <= set(study.cut_short), passed_over
+    for run in study.interrupted:
+        again = client.get_run(run.info.run_id)
+        own = [path for path in passed_over if f"/{run.data.tags['unips.run']}/" in path]
+        assert again.data.tags.get("unips.unreadable_checkpoint") == (own[-1] if own else None)
+        assert again.info.status == "FINISHED" and logged_steps(uri, again) == [1, 2, 3, 4]
+    # The finished trials were not trained again: their training runs ended when they did, Tune's results
+    # in the bucket are as they were, and their row runs were not rewritten.
+    assert study.first_trainings and len(study.first_results) == len(study.first_trainings)
+    assert all(client.get_run(run.info.run_id).info.end_time == run.info.end_time for run in study.first_trainings)
+    assert all(study.s3.read(f"ray_results/{STUDY}/{trial}/result.json") == text
+               for trial, text in study.first_results.items())
     assert all(client.get_run(row.info.run_id).info.end_time == row.info.end_time for row in study.first_rows)
-    assert len(study_runs(uri, STUDY, "row")) == 4
+    assert len(study_runs(uri, STUDY, "row")) == 4 * SEEDS
     (parent,) = study_runs(uri, STUDY, "study")  # the one record of the study, resumed, not made again
     assert parent.info.status == "FINISHED"
-    assert json.loads(parent.data.params["overrides"])[-1] == "platform.cpus_per_worker=2"
-    assert not list((study.workdir / "ray_results").rglob("unips_*.json"))  # no side files of our own
+    assert json.loads(parent.data.params["overrides"])[-1] == "data.synthetic.generate=true"
+    assert not [key for key in study.s3.keys("ray_results/") if "/unips_" in key]  # no side files of our own
+
+
+def test_checkpoints_are_in_the_bucket_and_artifacts_on_the_tracking_server(resumed_study: ResumedStudy) -> None:
+    study, uri = resumed_study, resumed_study.uri
+    assert not (study.workdir / "ray_results").exists() and not (study.workdir / "mlruns").exists()
+    client = MlflowClient(uri)
+    for run in study_runs(uri, STUDY, "training"):
+        name = run.data.tags["unips.run"]
+        assert any(re.fullmatch(rf"ray_results/{name}/checkpoint_[^/]+/state\.pt", key)
+                   for key in study.s3.keys(f"ray_results/{name}/")), name
+        # Logged by the worker on either node, kept by the server in its own folder.
+        assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")} == {"checkpoint/state.pt"}
+        assert client.list_artifacts(run.info.run_id, "visualizations")
+        assert list(study.server_artifacts.rglob(f"{run.info.run_id}/artifacts/checkpoint/state.pt"))
 
 
 def test_rows_that_differ_only_at_inference_reuse_the_trained_model(resumed_study: ResumedStudy) -> None:
-    workdir, uri, study = resumed_study.workdir, resumed_study.uri, resumed_study.name
+    uri, study = resumed_study.uri, resumed_study.name
     trainings = study_runs(uri, study, "training")
     rows = study_runs(uri, study, "row")
-    assert len(trainings) == 2 and len(rows) == 4
-    by_training = {}
+    by_training = defaultdict(set)
     for run in rows:
-        by_training.setdefault(run.data.params["training_run_id"], set()).add(run.data.tags["unips.row"])
-
-    def training_of(flags: str) -> str:
-        return next(t.info.run_id for t in trainings if t.data.tags["unips.training"].startswith(f"{flags}-"))
-
-    assert by_training == {training_of("msk1-aff1-e2e1-B-pred"): {"full, trim", "full, no trim"},
-                           training_of("msk1-aff0-e2e0-B-pred"): {"heu, trim", "heu, no trim"}}
-    # Tune ran one trial per training, each trained once (one Ray Train run folder each).
-    keys = sorted(t.data.tags["unips.training"] for t in trainings)
-    assert sorted(p.name for p in (workdir / "ray_results").glob(f"{study}-*")) == [f"{study}-{k}-s0" for k in keys]
+        by_training[run.data.params["training_run_id"]].add((run.data.tags["unips.row"], run.data.tags["unips.seed"]))
+    expected = {}
+    for training in trainings:
+        tags = training.data.tags
+        mode = "full" if tags["unips.training"].startswith("msk1-aff1-e2e1-B-pred") else "heu"
+        expected[training.info.run_id] = {(f"{mode}, trim", tags["unips.seed"]), (f"{mode}, no trim", tags["unips.seed"])}
+    assert by_training == expected
+    # Tune ran one trial per training and seed, each trained once (one Ray Train run folder each, in the bucket).
+    keys = sorted(f"{study}-{t.data.tags['unips.training']}-s{t.data.tags['unips.seed']}" for t in trainings)
+    folders = {key.split("/")[1] for key in resumed_study.s3.keys("ray_results/") if "/checkpoint_" in key}
+    assert sorted(folders) == keys and len(keys) == 2 * SEEDS
     parent = study_runs(uri, study, "study")[0]
     assert all(run.data.tags["mlflow.parentRunId"] == parent.info.run_id for run in [*trainings, *rows])
-    assert parent.info.status == "FINISHED"
 
 
-def test_tables_hold_exactly_the_mlflow_metrics(resumed_study: ResumedStudy) -> None:
+def test_tables_from_another_process_hold_the_mlflow_metrics(resumed_study: ResumedStudy) -> None:
     workdir, uri, study = resumed_study.workdir, resumed_study.uri, resumed_study.name
     out = workdir / "tables"
     done = subprocess.run([sys.executable, str(ROOT / "experiments" / "tables.py"), "--study", study, "--format",
@@ -98,14 +122,19 @@ def test_tables_hold_exactly_the_mlflow_metrics(resumed_study: ResumedStudy) -> 
                           capture_output=True, text=True, timeout=120, check=True)
     assert "### Table I" in done.stdout and "| full, trim" in done.stdout
     table = pd.read_csv(out / "table_I.csv", float_precision="round_trip")  # exact, as written
-    metrics = {run.data.tags["unips.row"]: run.data.metrics for run in study_runs(uri, study, "row")}
+    metrics = defaultdict(list)
+    for run in study_runs(uri, study, "row"):
+        metrics[run.data.tags["unips.row"]].append(run.data.metrics)
     assert len(table) == 4 * 4  # rows x columns (PQ_st, SQ_st, RQ_st, IoU_st)
     for line in table.itertuples():
-        assert line.n == 1 and line.mean == metrics[line.row][line.metric], (line.row, line.metric)
-    # The paper comparison is the difference of two of those numbers.
+        values = [seed[line.metric] for seed in metrics[line.row]]
+        assert line.n == SEEDS and line.mean == pytest.approx(sum(values) / SEEDS, abs=1e-12), (line.row, line.metric)
+    # The paper comparison is the mean over seeds of the difference of two of those numbers.
     paper = pd.read_csv(out / "paper_I.csv").set_index(["what", "metric"])
-    assert paper.loc[("full, trim - full, no trim", "PQ_st"), "ours"] == pytest.approx(
-        metrics["full, trim"]["PQ_st"] - metrics["full, no trim"]["PQ_st"])
+    by_seed = {(run.data.tags["unips.row"], run.data.tags["unips.seed"]): run.data.metrics["PQ_st"]
+               for run in study_runs(uri, study, "row")}
+    differences = [by_seed[("full, trim", str(s))] - by_seed[("full, no trim", str(s))] for s in range(SEEDS)]
+    assert paper.loc[("full, trim - full, no trim", "PQ_st"), "ours"] == pytest.approx(sum(differences) / SEEDS)
     parent = study_runs(uri, study, "study")[0].info.run_id
     logged = {f.path for f in MlflowClient(uri).list_artifacts(parent, "tables")}
     assert logged == {"tables/table_I.csv", "tables/paper_I.csv"}

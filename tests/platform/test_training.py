@@ -8,7 +8,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,10 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.platform.conftest import ROOT, tiny_config
-from tests.servers import S3Server, stop_session
+from tests.servers import MlflowServer, S3Server
 from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE, load_state
 from unips.platform.launch import launch_training
-from unips.platform.ray_instance import free_local_port
 
 pytestmark = pytest.mark.slow
 
@@ -168,50 +166,9 @@ def test_a_stopped_run_in_a_bucket_resumes_with_its_own_config_past_a_corrupt_ch
     assert "checkpoint at step 4" in done.stdout and "amx/PQ" in (out / "metrics.json").read_text()
 
 
-class MlflowServer:
-    """A real ``mlflow server`` on 127.0.0.1 with its store and proxied artifacts in ``folder``; it can crash
-    and start again on the same port and store, as a tracking server restarted by its host would."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder, self.port = folder, free_local_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{self.folder}/server.db", "--artifacts-destination",
-             str(self.folder / "server-artifacts"), "--workers", "1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-            # MLflow's job runner (six consumer processes for GenAI jobs) is not what trainings use.
-            env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server on {self.uri} did not start") from None
-                time.sleep(0.5)
-
-    def crash(self) -> None:
-        """SIGKILL the server and every process it started: no request is answered from here on."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_session(self.process)
-
-
 @pytest.fixture
 def mlflow_server(tmp_path: Path) -> Iterator[MlflowServer]:
-    server = MlflowServer(tmp_path)
-    server.start()
+    server = MlflowServer(tmp_path).start()
     try:
         yield server
     finally:
@@ -244,9 +201,10 @@ def test_ddp_training_rides_out_a_tracking_server_outage(local_ray: None, tmp_pa
     uri = mlflow_server.uri
     cfg = tiny_config(tmp_path, "platform.num_workers=2", "optim.max_iter=4", "optim.steps=[4]",
                       "optim.checkpoint_period=2")
-    # The server crashes once step 1 is logged and is back about 30 s later (docs/training.md: rank 0
-    # waits inside MLflow's HTTP retries, the other rank at the next gradient all-reduce).
-    outage = Outage(mlflow_server, "ddp", after_step=1, seconds=30)
+    # The server crashes once step 1 is logged and answers again some 10 s later, after its restart
+    # (docs/training.md: rank 0 waits inside MLflow's HTTP retries, the other rank at the next gradient
+    # all-reduce). Longer outages only wait for a later retry (at 28, 60, 124 s): wall time, no new path.
+    outage = Outage(mlflow_server, "ddp", after_step=1, seconds=2)
     outage.start()
     outcome = launch_training(cfg, workdir=tmp_path, run_name="ddp", tracking_uri=uri)
     ended_at = time.monotonic()

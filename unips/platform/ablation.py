@@ -41,6 +41,7 @@ from unips.platform.studies import (MODE_FREE, PANOPTIC_IOU, TAG_KIND, TAG_ROW, 
                                    TAG_TRAINING, Row, TableSpec, select, trainings)
 from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, require_store, resolve_tracking_uri,
                                     set_status)
+from unips.platform.train_loop import TAG_NODE
 
 PARENT = "mlflow.parentRunId"
 TRIAL_MEMORY = 1 << 30  # bytes reserved by a trial's driver process (a model and a few images)
@@ -132,7 +133,9 @@ def run_trial(config: dict[str, Any]) -> None:
         for name, value in metrics.items():
             client.log_metric(run_id, name, value)
         client.set_terminated(run_id, "FINISHED")
-    tune.report({"rows_logged": len(rows), "trained_step": outcome.metrics.get("step", 0)})
+    # Where it trained (the tag rank 0 set): Tune's own record names only the node's IP, which nodes can share.
+    node = client.get_run(outcome.mlflow_run_id).data.tags.get(TAG_NODE, "")
+    tune.report({"rows_logged": len(rows), "trained_step": outcome.metrics.get("step", 0), "training_node": node})
 
 
 def _evaluate_checkpoint(checkpoint: str, trim_stuff: bool) -> dict[str, float]:

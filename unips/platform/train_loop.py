@@ -37,6 +37,8 @@ from unips.platform.schedule import build_optimizer, build_scheduler, panoptic_l
 from unips.platform.tracking import MetricLogger
 from unips.seeding import seed_everything
 
+TAG_NODE = "unips.node"  # the Ray node rank 0 trains on
+
 
 def _derived_seed(seed: int, rank: int, step: int) -> int:
     """Per-rank, per-restart seed: data and augmentation differ across ranks and repeat across reruns."""
@@ -258,7 +260,7 @@ def data_on_this_node(cfg: Config) -> None:
 def announce(logger: MetricLogger, cfg: Config, step: int, where: str, skipped: list[str]) -> None:
     """Rank 0's first lines: unreadable checkpoints passed over (also an MLflow tag), where training starts; the
     Ray node it runs on as the MLflow tag ``unips.node`` (a restart on another node updates it)."""
-    logger.client.set_tag(logger.run_id, "unips.node", ray.get_runtime_context().get_node_id())
+    logger.client.set_tag(logger.run_id, TAG_NODE, ray.get_runtime_context().get_node_id())
     for path in skipped:
         print(f"warning: checkpoint {path} is unreadable; resuming from an older one", flush=True)
         logger.client.set_tag(logger.run_id, "unips.unreadable_checkpoint", path)
