@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,7 +145,14 @@ class RayCluster:
     instance instead of joining this one. Its processes are told where its dashboard is
     (``RAY_API_SERVER_ADDRESS``), as ``init_ray`` tells a local instance's, since the machine runs other
     Ray instances beside it. ``address`` is what a driver passes to join; ``node_ids`` its nodes.
+
+    Its processes and its drivers must agree on Ray's token authentication (``ENV``, set for both): a driver
+    joining by address turns it on only when ``RAY_AUTH_MODE=token`` is in its environment, which a process
+    inherits from any process that started a local Ray instance (ray.init sets it); with it on and the
+    cluster's off, the cluster's GCS could not reach the driver and dropped its new actors at once.
     """
+
+    ENV = {"RAY_AUTH_MODE": "disabled"}
 
     def __init__(self, nodes: int = 2, cpus: int = 1) -> None:
         from unips.platform.ray_instance import free_local_port
@@ -152,7 +160,8 @@ class RayCluster:
         # Short: Ray's socket paths under it must stay within the 107 characters of a Unix socket name.
         self.folder = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
         dashboard = free_local_port()
-        env = {**os.environ, "RAY_TMPDIR": str(self.folder), "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard}"}
+        env = {**os.environ, **self.ENV, "RAY_TMPDIR": str(self.folder),
+               "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{dashboard}"}
         env.pop("RAY_ADDRESS", None)
         info = self.folder / "cluster.json"
         root = Path(__file__).resolve().parents[1]
@@ -174,6 +183,7 @@ class RayCluster:
 
     def stop(self) -> None:
         stop_session(self.process, timeout_s=60)
+        shutil.rmtree(self.folder, ignore_errors=True)  # its logs and Ray's session files
 
 
 def _serve_ray_cluster(info: Path, nodes: int, cpus: int, dashboard: int) -> None:

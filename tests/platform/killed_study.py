@@ -76,7 +76,8 @@ def _ablation(workdir: Path, log: str, cluster: RayCluster, uri: str, results: s
     command = [sys.executable, str(ROOT / "experiments" / "ablation.py"), "--preset", "smoke", "--tables", "I",
                "--seeds", str(SEEDS), "--name", STUDY, "--address", cluster.address, "--tracking-uri", uri, *args,
                *TINY, *SHORT, f"platform.storage_path={results}", "data.root=data", "data.synthetic.generate=true"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # unbuffered: what it printed survives a SIGKILL
+    # Unbuffered: what it printed survives a SIGKILL.
+    env = {**os.environ, **cluster.ENV, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     with open(workdir / f"{log}.out", "w") as out, open(workdir / f"{log}.err", "w") as err:
         return subprocess.Popen(command, cwd=workdir, stdout=out, stderr=err, text=True, start_new_session=True,

@@ -45,9 +45,6 @@ from unips.platform.train_loop import TAG_NODE
 
 PARENT = "mlflow.parentRunId"
 TRIAL_MEMORY = 1 << 30  # bytes reserved by a trial's driver process (a model and a few images)
-# A trial whose process dies (a lost node; once here, a trial actor of a resumed study cancelled by Ray before it
-# started) runs again, once: run_trial then resumes its training from its checkpoints and reuses its row runs.
-TRIAL_RETRIES = 1
 
 
 @dataclass
@@ -245,8 +242,7 @@ def _new_tuner(base: Config, preset: str, location: str, name: str, plan: dict[s
         _trainable(), param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(base),
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=name, storage_path=location, verbose=1,
-                                  failure_config=tune.FailureConfig(max_failures=TRIAL_RETRIES)),
+        run_config=tune.RunConfig(name=name, storage_path=location, verbose=1),
     )
 
 
