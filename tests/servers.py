@@ -38,6 +38,20 @@ def stop_session(process: subprocess.Popen, timeout_s: float = 30) -> None:
             pass
 
 
+
+def wait_until_answered(process: subprocess.Popen, url: str, what: str, timeout_s: float) -> None:
+    """Poll ``url`` until it answers with a success status; fail naming ``what`` if ``process`` exits or
+    ``timeout_s`` passes first (an error status raises ``HTTPError``, an ``OSError``, and is polled again)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} at {url} did not start") from None
+            time.sleep(0.3)
+
 class S3Server:
     """moto's standalone S3-compatible server on 127.0.0.1 (``moto[server]``), with one bucket.
 
@@ -55,15 +69,7 @@ class S3Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/moto-api/", timeout=2):
-                    break
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server on 127.0.0.1:{self.port} did not start") from None
-                time.sleep(0.2)
+        wait_until_answered(self.process, f"http://127.0.0.1:{self.port}/moto-api/", "moto server", 60)
         from pyarrow import fs
 
         self.filesystem = fs.S3FileSystem(access_key=self.KEY, secret_key=self.SECRET, region="us-east-1",
@@ -114,16 +120,8 @@ class MlflowServer:
             # MLflow's job runner (six consumer processes for GenAI jobs) is not what trainings use.
             env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"mlflow server on {self.uri} did not start") from None
-                time.sleep(0.5)
+        wait_until_answered(self.process, f"{self.uri}/health", "mlflow server", 120)
+        return self
 
     def crash(self) -> None:
         """SIGKILL the server and every process it started: no request is answered from here on."""
