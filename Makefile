@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo train-smoke test test-fast cluster-smoke install clean
+.PHONY: demo train-smoke test test-cluster test-fast cluster-smoke install clean
 
 # Bytecode is written on first import (the install compiles nothing, see below), also where the
 # environment sets PYTHONDONTWRITEBYTECODE, as containers often do: else every process recompiles.
@@ -39,8 +39,13 @@ train-smoke: $(STAMP)
 cluster-smoke: $(STAMP)
 	bash scripts/cluster_smoke.sh
 
+# The suite without the study on a two-node Ray cluster of this machine (tests/platform/test_ablation.py):
+# that one alone takes 3-4 minutes of both cores; CI runs it after the suite (.ci/run).
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not cluster"
+
+test-cluster: $(STAMP)
+	$(PY) -m pytest -m cluster
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow"

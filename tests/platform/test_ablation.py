@@ -18,7 +18,7 @@ from tests.platform.conftest import KILLED_STUDY, ROOT
 from tests.platform.killed_study import SEEDS, STUDY, ResumedStudy, driver_output, logged_steps, study_runs
 from unips.platform.checkpoint import load_state
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
 
 @pytest.fixture(scope="module")
