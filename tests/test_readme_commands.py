@@ -1,6 +1,6 @@
 """The README's quick commands, taken from the README's own text and run as a user runs them.
 
-The long ones are run elsewhere: ``make test`` is CI, ``experiments/train.py --preset smoke``
+The long ones are run elsewhere: ``make test`` (and ``make test-cluster``) is CI, ``experiments/train.py --preset smoke``
 is the accuracy test, ``experiments/ablation.py`` the study tests, ``ray submit`` is
 ``make cluster-smoke``; benchmarks stay out of the suite.
 """
