@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pred-folder", type=Path, default=None, help="default: --pred-json without .json")
     usable_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     parser.add_argument("--workers", type=int, default=usable_cores,
-                        help="processes (default: the usable CPU cores, as panopticapi)")
+                        help="threads (default: the usable CPU cores, as panopticapi its processes)")
     parser.add_argument("--trim-stuff-area", type=int, default=None, metavar="A",
                         help="predicted stuff segments below A pixels become void before matching (paper App. C)")
     parser.add_argument("--per-class-csv", type=Path, default=None)

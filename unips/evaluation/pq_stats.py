@@ -111,29 +111,21 @@ def parse_segments(
 class JointHistogram:
     """Pixel counts of all (ground-truth index, prediction index) pairs of one image.
 
-    Holds a lookup table from segment id to compact index (grown to cover the largest
-    id seen, at most ``2**24`` entries; only the touched entries are reset) and two
-    pixel buffers reused from image to image, so per-image work is two gathers,
-    one add and one ``np.bincount``.
+    Holds a lookup table per map from segment id to compact index (grown to cover the largest
+    listed id, at most ``2**24`` entries; only the touched entries are reset), so per-image
+    work is one pass over the pixels (:func:`unips.evaluation.joint_counts.joint_counts`).
     """
 
     def __init__(self) -> None:
-        self._gt_table = np.zeros(1, np.int64)
-        self._pred_table = np.zeros(1, np.int64)
-        self._buffers = (np.empty(0, np.int64), np.empty(0, np.int64))
+        self._gt_table = np.zeros(1, np.int32)
+        self._pred_table = np.zeros(1, np.int32)
 
     @staticmethod
-    def _needed(ids: np.ndarray, listed: np.ndarray, what: str, where: str) -> int:
-        """Table length for every id of the map and of segments_info: a power of two, at most ``2**24``."""
-        # One reduction instead of min and max: read as unsigned, negative ids become huge.
-        unsigned = ids.view(ids.dtype.str.replace("i", "u")) if ids.dtype.kind == "i" else ids
-        high = int(unsigned.max(initial=0))
-        if high > MAX_SEGMENT_ID:
-            low, high = int(ids.min()), int(ids.max())
-            raise PanopticFormatError(f"{where}: {what} map holds ids in [{low}, {high}], "
-                                      f"outside [0, {MAX_SEGMENT_ID}]")
-        high = max(high, int(listed.max(initial=0)))  # listed ids were checked by parse_segments
-        return 1 << high.bit_length()  # powers of two: the table grows a few times at most
+    def _grown(table: np.ndarray, listed: np.ndarray) -> np.ndarray:
+        """``table``, or a larger zeroed one (a power of two) if a listed id lies beyond its end."""
+        needed = 1 << int(listed.max(initial=0)).bit_length()  # listed ids were checked by parse_segments
+        # np.zeros is calloc: the pages of the table that no id touches never become resident.
+        return table if needed <= len(table) else np.zeros(needed, np.int32)
 
     def __call__(self, gt: np.ndarray, gt_ids: np.ndarray, pred: np.ndarray, pred_ids: np.ndarray,
                  where_gt: str, where_pred: str) -> np.ndarray:
@@ -142,38 +134,37 @@ class JointHistogram:
         Args:
             gt, pred: ``(H, W)`` id maps of equal shape.
             gt_ids, pred_ids: ``(G,)`` / ``(P,)`` segment ids of their ``segments_info`` (unique, > 0).
+
+        Raises:
+            PanopticFormatError: a map holds an id outside ``[0, 2**24 - 1]``.
         """
-        needed = self._needed(gt, gt_ids, "ground-truth", where_gt)
-        if needed > len(self._gt_table):
-            del self._gt_table  # free the old table before allocating its successor
-            # np.zeros is calloc: the pages of the table that no id touches never become resident.
-            self._gt_table = np.zeros(needed, np.int64)
-        needed = self._needed(pred, pred_ids, "predicted", where_pred)
-        if needed > len(self._pred_table):
-            del self._pred_table
-            self._pred_table = np.zeros(needed, np.int64)
+        from unips.evaluation.joint_counts import joint_counts  # numba: imported when first needed
+
+        self._gt_table = gt_table = self._grown(self._gt_table, gt_ids)
+        self._pred_table = pred_table = self._grown(self._pred_table, pred_ids)
         rows, cols = len(gt_ids) + FIRST_SEGMENT, len(pred_ids) + FIRST_SEGMENT
-        size = gt.size
-        if len(self._buffers[0]) < size:
-            self._buffers = (np.empty(size, np.int64), np.empty(size, np.int64))
-        key, pred_index = self._buffers[0][:size], self._buffers[1][:size]
-        gt_table, pred_table = self._gt_table, self._pred_table
         try:
-            # The ground-truth index is premultiplied by the column count: key = row * cols + col.
-            gt_table[VOID_ID] = VOID_INDEX * cols
-            gt_table[gt_ids] = np.arange(FIRST_SEGMENT, rows) * cols
+            gt_table[VOID_ID] = VOID_INDEX
+            gt_table[gt_ids] = np.arange(FIRST_SEGMENT, rows)
             pred_table[VOID_ID] = VOID_INDEX
             pred_table[pred_ids] = np.arange(FIRST_SEGMENT, cols)
-            # mode="clip" skips the per-pixel bounds check (3x faster); _needed made every id a valid index.
-            np.take(gt_table, gt.ravel(), out=key, mode="clip")
-            np.take(pred_table, pred.ravel(), out=pred_index, mode="clip")
+            counts = joint_counts(gt, pred, gt_table, pred_table, rows, cols)
         finally:
             gt_table[gt_ids] = 0
             gt_table[VOID_ID] = 0
             pred_table[pred_ids] = 0
             pred_table[VOID_ID] = 0
-        key += pred_index
-        return np.bincount(key, minlength=rows * cols).reshape(rows, cols)
+        if counts[UNLISTED].any():  # ids beyond the table: say so if some lie beyond any valid id
+            _check_range(gt, "ground-truth", where_gt)
+        if counts[:, UNLISTED].any():
+            _check_range(pred, "predicted", where_pred)
+        return counts
+
+
+def _check_range(ids: np.ndarray, what: str, where: str) -> None:
+    low, high = int(ids.min()), int(ids.max())
+    if low < 0 or high > MAX_SEGMENT_ID:
+        raise PanopticFormatError(f"{where}: {what} map holds ids in [{low}, {high}], outside [0, {MAX_SEGMENT_ID}]")
 
 
 def _unlisted_ids(ids: np.ndarray, listed: np.ndarray) -> list[int]:
