@@ -47,7 +47,8 @@ from typing import Any
 
 import numpy as np
 
-from unips.datasets.panoptic_format import id2rgb, read_panoptic_png, write_json, write_png
+from unips.datasets.panoptic_format import id2rgb, write_json, write_png
+from unips.datasets.panoptic_png import read_panoptic_png
 from unips.datasets.synthetic import CATEGORIES, render_scene
 from unips.evaluation.export import PanopticExporter
 from unips.evaluation.pq_files import evaluate_pq_files

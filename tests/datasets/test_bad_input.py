@@ -145,7 +145,8 @@ def test_non_rgb_png_names_the_file(synthetic_copy: Path) -> None:
     ann = _first(synthetic_copy)
     path = synthetic_copy / "panoptic_val" / ann["file_name"]
     Image.open(path).convert("L").save(path)
-    with pytest.raises(PanopticFormatError, match=rf"must be RGB, got mode L: .*{ann['file_name']}"):
+    with pytest.raises(PanopticFormatError, match=rf"image id {ann['image_id']} must be an 8-bit RGB PNG, got bit "
+                                                  rf"depth 8 and colour type 0 \(greyscale\): .*{ann['file_name']}"):
         _open(synthetic_copy)[0]
 
 

@@ -13,7 +13,8 @@ import torch
 from PIL import Image
 
 from unips.datasets import PanopticFormatError
-from unips.datasets.panoptic_format import id2rgb, read_panoptic_png
+from unips.datasets.panoptic_format import id2rgb
+from unips.datasets.panoptic_png import read_panoptic_png
 from unips.datasets.synthetic import CATEGORIES
 from unips.evaluation.coco_ap import detections_to_coco
 from unips.evaluation.evaluator import PanopticEvaluator

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from unips.datasets import PanopticDataset, PanopticFormatError
-from unips.datasets.panoptic_format import read_panoptic_png
+from unips.datasets.panoptic_png import read_panoptic_png
 from unips.evaluation.export import PanopticExporter, write_png_atomic, write_visualizations
 from unips.testing.perturb import perturb
 from unips.evaluation.pq_stats import PQAccumulator

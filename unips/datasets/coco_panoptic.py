@@ -16,10 +16,10 @@ from unips.datasets.panoptic_format import (
     PanopticFormatError,
     check_segments_match,
     read_json,
-    read_panoptic_png,
     read_rgb_image,
 )
 from unips.datasets.panoptic_json import ImageRecord, parse_panoptic_json
+from unips.datasets.panoptic_png import read_panoptic_png
 from unips.datasets.targets import panoptic_targets
 
 #: ``(image (H, W, 3) uint8, panoptic ids (H, W) int32) -> same, transformed together``.

@@ -95,11 +95,6 @@ def read_rgb_image(path: str | os.PathLike[str], *, image_id: object = None) -> 
     return _decode(path, "image", image_id, required_mode=None, convert="RGB")
 
 
-def read_panoptic_png(path: str | os.PathLike[str], *, image_id: object = None) -> np.ndarray:
-    """Decode a panoptic PNG (which must be RGB) to ``(H, W)`` int32 segment ids."""
-    return rgb2id(_decode(path, "panoptic PNG", image_id, required_mode="RGB", convert=None))
-
-
 def write_png(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write a uint8 ``(H, W)`` or ``(H, W, 3)`` array as PNG (deterministic bytes)."""
     Image.fromarray(np.ascontiguousarray(array)).save(path, format="PNG")

@@ -13,6 +13,7 @@ Only what a panoptic PNG is, is read this way: 8-bit RGB, not interlaced. Anythi
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from unips.datasets.panoptic_format import PanopticFormatError
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _RGB = 2
+_COLOUR_TYPES = {0: "greyscale", 2: "RGB", 3: "palette", 4: "greyscale with alpha", 6: "RGBA"}
 
 
 @numba.njit(cache=True, nogil=True, boundscheck=False, inline="always")
@@ -115,7 +117,7 @@ def decode_panoptic_png(data: bytes, path: Path, what: str = "panoptic PNG",
     width, height, bit_depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
     if bit_depth != 8 or colour_type != _RGB:
         raise PanopticFormatError(f"{what} of image id {image_id} must be an 8-bit RGB PNG, got bit depth "
-                                  f"{bit_depth} and colour type {colour_type}: {path}")
+                                  f"{bit_depth} and colour type {colour_type} ({_COLOUR_TYPES.get(colour_type, 'invalid')}): {path}")
     if interlace != 0:
         raise PanopticFormatError(f"{what} of image id {image_id} is interlaced (Adam7), which panoptic "
                                   f"PNGs are not: {path}")
@@ -134,3 +136,12 @@ def decode_panoptic_png(data: bytes, path: Path, what: str = "panoptic PNG",
         raise PanopticFormatError(f"cannot decode {what} of image id {image_id} {path}: unknown filter type "
                                   f"in row {bad_row}")
     return ids
+
+
+def read_panoptic_png(path: str | os.PathLike[str], *, image_id: object = None,
+                      what: str = "panoptic PNG") -> np.ndarray:
+    """Decode a panoptic PNG file to ``(H, W)`` int32 segment ids; errors name ``what``, the image id and the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} of image id {image_id} not found: {path}")
+    return decode_panoptic_png(path.read_bytes(), path, what, image_id).view(np.int32)  # ids < 2**24

@@ -32,7 +32,7 @@ from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_json import parse_panoptic_json
 from unips.datasets.coco_instances import rle_encode, thing_annotations
 from unips.datasets.panoptic_format import PanopticFormatError, as_id_map, read_json, to_numpy, write_json
-from unips.evaluation.pq_files import read_id_png
+from unips.datasets.panoptic_png import read_panoptic_png
 
 
 def instances_from_panoptic(gt_json: str | os.PathLike[str],
@@ -44,7 +44,7 @@ def instances_from_panoptic(gt_json: str | os.PathLike[str],
     categories, records = parse_panoptic_json(data, gt_json)
     annotations: list[dict[str, Any]] = []
     for record in records:
-        ids = read_id_png(gt_folder / record.png_file, "ground-truth PNG", record.image_id)
+        ids = read_panoptic_png(gt_folder / record.png_file, image_id=record.image_id, what="ground-truth PNG")
         annotations += thing_annotations(ids, record.segments_info, categories, record.image_id,
                                          first_id=len(annotations) + 1)
     return {"images": data["images"], "annotations": annotations,

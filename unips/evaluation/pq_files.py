@@ -25,16 +25,9 @@ import numpy as np
 
 from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_json import parse_panoptic_json
-from unips.datasets.panoptic_png import decode_panoptic_png
+from unips.datasets.panoptic_png import read_panoptic_png
 from unips.datasets.panoptic_format import PanopticFormatError, read_json
 from unips.evaluation.pq_stats import PQAccumulator, PQResult
-
-def read_id_png(path: Path, what: str, image_id: object) -> np.ndarray:
-    """Decode a panoptic PNG to ``(H, W)`` uint32 segment ids."""
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} of image id {image_id} not found: {path}")
-    return decode_panoptic_png(path.read_bytes(), path, what, image_id)
-
 
 @dataclass(frozen=True)
 class _Job:
@@ -48,8 +41,8 @@ class _Job:
 def _evaluate_chunk(jobs: list[_Job], categories: CategoryMap, stuff_area_limit: int | None) -> PQAccumulator:
     accumulator = PQAccumulator(categories, stuff_area_limit)
     for job in jobs:
-        gt = read_id_png(job.gt_png, "ground-truth PNG", job.image_id)
-        pred = read_id_png(job.pred_png, "predicted PNG", job.image_id)
+        gt = read_panoptic_png(job.gt_png, image_id=job.image_id, what="ground-truth PNG")
+        pred = read_panoptic_png(job.pred_png, image_id=job.image_id, what="predicted PNG")
         if pred.shape != gt.shape:
             raise PanopticFormatError(
                 f"image id {job.image_id}: the predicted PNG {job.pred_png} is {pred.shape[1]}x{pred.shape[0]} but "
