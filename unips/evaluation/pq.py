@@ -2,7 +2,7 @@
 
     python -m unips.evaluation.pq --gt-json panoptic_val.json --gt-folder panoptic_val \\
         --pred-json pred.json --pred-folder pred [--workers N] [--trim-stuff-area A] \\
-        [--per-class-csv F] [--per-class-json F]
+        [--gt-cache [DIR]] [--per-class-csv F] [--per-class-json F]
 
 Prints panopticapi's table (PQ / SQ / RQ in percent and the number of counted
 categories for All / Things / Stuff). The per-class files hold ``category_id, name,
@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from unips.datasets.panoptic_format import PanopticFormatError, write_json
+from unips.evaluation.gt_cache import default_cache_folder
 from unips.evaluation.pq_files import evaluate_pq_files
 
 
@@ -48,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="threads (default: the usable CPU cores, as panopticapi its processes)")
     parser.add_argument("--trim-stuff-area", type=int, default=None, metavar="A",
                         help="predicted stuff segments below A pixels become void before matching (paper App. C)")
+    parser.add_argument("--gt-cache", type=Path, nargs="?", const=default_cache_folder(), default=None,
+                        metavar="DIR", help="keep the ground truth decoded in DIR, so that the next prediction set "
+                        "scored against it decodes only its own PNGs (without DIR: ~/.cache/unips/pq_ground_truth, "
+                        "or under $UNIPS_CACHE_DIR or $XDG_CACHE_HOME/unips)")
     parser.add_argument("--per-class-csv", type=Path, default=None)
     parser.add_argument("--per-class-json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -55,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         result, accumulator = evaluate_pq_files(args.gt_json, args.pred_json, args.gt_folder, args.pred_folder,
-                                                workers=args.workers, stuff_area_limit=args.trim_stuff_area)
+                                                workers=args.workers, stuff_area_limit=args.trim_stuff_area,
+                                                gt_cache=args.gt_cache)
     except (PanopticFormatError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

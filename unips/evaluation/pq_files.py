@@ -27,6 +27,7 @@ from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_json import parse_panoptic_json
 from unips.datasets.panoptic_png import read_panoptic_png
 from unips.datasets.panoptic_format import PanopticFormatError, read_json
+from unips.evaluation.gt_cache import GroundTruthCache
 from unips.evaluation.pq_stats import PQAccumulator, PQResult
 
 @dataclass(frozen=True)
@@ -38,10 +39,14 @@ class _Job:
     pred_segments: list[dict[str, Any]]
 
 
-def _evaluate_chunk(jobs: list[_Job], categories: CategoryMap, stuff_area_limit: int | None) -> PQAccumulator:
+def _evaluate_chunk(jobs: list[_Job], categories: CategoryMap, stuff_area_limit: int | None,
+                    cache: GroundTruthCache | None) -> PQAccumulator:
     accumulator = PQAccumulator(categories, stuff_area_limit)
     for job in jobs:
-        gt = read_panoptic_png(job.gt_png, image_id=job.image_id, what="ground-truth PNG")
+        if cache is not None:
+            gt = cache.ground_truth(job.gt_png, job.gt_segments, job.image_id)
+        else:
+            gt = read_panoptic_png(job.gt_png, image_id=job.image_id, what="ground-truth PNG")
         pred = read_panoptic_png(job.pred_png, image_id=job.image_id, what="predicted PNG")
         if pred.shape != gt.shape:
             raise PanopticFormatError(
@@ -99,6 +104,7 @@ def evaluate_pq_files(
     *,
     workers: int = 1,
     stuff_area_limit: int | None = None,
+    gt_cache: str | os.PathLike[str] | None = None,
 ) -> tuple[PQResult, PQAccumulator]:
     """PQ of a prediction folder against ground truth, as ``pq_compute(gt_json, pred_json, gt_folder, pred_folder)``.
 
@@ -108,6 +114,8 @@ def evaluate_pq_files(
         gt_folder, pred_folder: PNG folders; default: the JSON path without ``.json`` (as panopticapi).
         workers: threads; images are split into this many contiguous chunks.
         stuff_area_limit: if set, predicted stuff segments below this many pixels become void first.
+        gt_cache: a folder where the ground truth is kept decoded (:mod:`unips.evaluation.gt_cache`),
+            so that scoring another prediction set against it decodes only the predictions.
 
     Returns:
         ``(result, accumulator)``: the scores and the summed per-category counts.
@@ -125,14 +133,15 @@ def evaluate_pq_files(
         if not folder.is_dir():
             raise FileNotFoundError(f"PNG folder not found: {folder}")
     categories, jobs = _pair_images(gt_json, pred_json, gt_folder, pred_folder)
+    cache = GroundTruthCache(gt_cache, gt_json) if gt_cache is not None else None
     workers = max(1, min(workers, len(jobs)))
     total = PQAccumulator(categories, stuff_area_limit)
     if workers == 1:
-        total.merge(_evaluate_chunk(jobs, categories, stuff_area_limit))
+        total.merge(_evaluate_chunk(jobs, categories, stuff_area_limit, cache))
     else:
         with ThreadPoolExecutor(workers) as pool:
             parts = list(pool.map(_evaluate_chunk, _chunks(jobs, workers), [categories] * workers,
-                                  [stuff_area_limit] * workers))
+                                  [stuff_area_limit] * workers, [cache] * workers))
         for part in parts:  # in chunk order, as panopticapi adds its processes' sums
             total.merge(part)
     return total.result(), total

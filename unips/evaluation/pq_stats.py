@@ -41,7 +41,8 @@ panopticapi) all raise :class:`PanopticFormatError` naming the image and segment
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +109,19 @@ def parse_segments(
     return Segments(ids, labels, crowd, area)
 
 
+@dataclass(frozen=True)
+class SegmentRows:
+    """A ground-truth map given as its histogram rows (:mod:`unips.evaluation.gt_cache`): ``(H, W)``
+    uint8 / uint16, ``VOID_INDEX`` for void and ``k + FIRST_SEGMENT`` for segment ``k`` of its
+    ``segments_info``; every pixel is one of these (no unlisted ids)."""
+
+    rows: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.rows.shape
+
+
 class JointHistogram:
     """Pixel counts of all (ground-truth index, prediction index) pairs of one image.
 
@@ -128,37 +142,46 @@ class JointHistogram:
         return table if needed <= len(table) else np.zeros(needed, np.int32)
 
     def __call__(self, gt: np.ndarray, gt_ids: np.ndarray, pred: np.ndarray, pred_ids: np.ndarray,
-                 where_gt: str, where_pred: str) -> np.ndarray:
+                 where_gt: str, where_pred: str, *, gt_is_rows: bool = False) -> np.ndarray:
         """``(G + 2, P + 2)`` int64 counts; rows / columns: unlisted ids, VOID, then the segments in order.
 
         Args:
             gt, pred: ``(H, W)`` id maps of equal shape.
             gt_ids, pred_ids: ``(G,)`` / ``(P,)`` segment ids of their ``segments_info`` (unique, > 0).
+            gt_is_rows: ``gt`` holds rows already (:class:`SegmentRows`), not ids.
 
         Raises:
             PanopticFormatError: a map holds an id outside ``[0, 2**24 - 1]``.
         """
         from unips.evaluation.joint_counts import joint_counts  # numba: imported when first needed
 
-        self._gt_table = gt_table = self._grown(self._gt_table, gt_ids)
-        self._pred_table = pred_table = self._grown(self._pred_table, pred_ids)
         rows, cols = len(gt_ids) + FIRST_SEGMENT, len(pred_ids) + FIRST_SEGMENT
-        try:
-            gt_table[VOID_ID] = VOID_INDEX
-            gt_table[gt_ids] = np.arange(FIRST_SEGMENT, rows)
-            pred_table[VOID_ID] = VOID_INDEX
-            pred_table[pred_ids] = np.arange(FIRST_SEGMENT, cols)
-            counts = joint_counts(gt, pred, gt_table, pred_table, rows, cols)
-        finally:
-            gt_table[gt_ids] = 0
-            gt_table[VOID_ID] = 0
-            pred_table[pred_ids] = 0
-            pred_table[VOID_ID] = 0
+        self._pred_table = self._grown(self._pred_table, pred_ids)
+        with _indexed(self._pred_table, pred_ids) as pred_table:
+            if gt_is_rows:
+                counts = joint_counts(gt, pred, np.arange(rows, dtype=np.int32), pred_table, rows, cols)
+            else:
+                self._gt_table = self._grown(self._gt_table, gt_ids)
+                with _indexed(self._gt_table, gt_ids) as gt_table:
+                    counts = joint_counts(gt, pred, gt_table, pred_table, rows, cols)
         if counts[UNLISTED].any():  # ids beyond the table: say so if some lie beyond any valid id
             _check_range(gt, "ground-truth", where_gt)
         if counts[:, UNLISTED].any():
             _check_range(pred, "predicted", where_pred)
         return counts
+
+
+@contextmanager
+def _indexed(table: np.ndarray, ids: np.ndarray) -> Iterator[np.ndarray]:
+    """``table`` mapping VOID to ``VOID_INDEX`` and ``ids[k]`` to ``k + FIRST_SEGMENT`` inside the block,
+    all zeros again after it."""
+    try:
+        table[VOID_ID] = VOID_INDEX
+        table[ids] = np.arange(FIRST_SEGMENT, len(ids) + FIRST_SEGMENT)
+        yield table
+    finally:
+        table[ids] = 0
+        table[VOID_ID] = 0
 
 
 def _check_range(ids: np.ndarray, what: str, where: str) -> None:
@@ -341,7 +364,8 @@ class PQAccumulator:
         """Score one image and add it; returns its :class:`ImageMatch`.
 
         Args:
-            pred_panoptic, gt_panoptic: ``(H, W)`` integer segment ids, 0 = void.
+            pred_panoptic, gt_panoptic: ``(H, W)`` integer segment ids, 0 = void; the ground truth may
+                also come as :class:`SegmentRows` (from :mod:`unips.evaluation.gt_cache`).
             pred_segments: ``id`` and ``category_id`` (dataset id) per predicted segment.
             gt_segments: ``id``, ``category_id``, ``area`` and ``iscrowd`` per ground-truth segment.
             image_id: names the image in error messages; ``where_pred`` / ``where_gt`` override
@@ -367,7 +391,8 @@ class PQAccumulator:
         where_pred = where_pred or f"image id {image_id} (prediction)"
         where_gt = where_gt or f"image id {image_id} (ground truth)"
         pred = as_id_map(pred_panoptic, "predicted", where_pred)
-        gt = as_id_map(gt_panoptic, "ground-truth", where_gt)
+        gt_is_rows = isinstance(gt_panoptic, SegmentRows)
+        gt = gt_panoptic.rows if gt_is_rows else as_id_map(gt_panoptic, "ground-truth", where_gt)
         if pred.shape != gt.shape:
             raise PanopticFormatError(f"{where_pred}: the prediction is {pred.shape[1]}x{pred.shape[0]} but the "
                                       f"ground truth is {gt.shape[1]}x{gt.shape[0]} (width x height)")
@@ -382,7 +407,7 @@ class PQAccumulator:
                                           "segments_info but not in its map")
             pred, kept = trim_small_stuff(pred, pred_segments, self._thing_ids, self.stuff_area_limit)
             pred_seg = parse_segments(kept, self.categories, where_pred, ground_truth=False)
-        counts = self._histogram(gt, gt_seg.ids, pred, pred_seg.ids, where_gt, where_pred)
+        counts = self._histogram(gt, gt_seg.ids, pred, pred_seg.ids, where_gt, where_pred, gt_is_rows=gt_is_rows)
         check_consistency(counts, gt, gt_seg, pred, pred_seg, where_gt, where_pred)
         return match_segments(counts, gt_seg, pred_seg, len(self.categories)), counts, (gt_seg, pred_seg)
 
