@@ -75,8 +75,10 @@ def _reference_ap(instances: Path, results: list[dict[str, Any]], iou_type: str,
     return 100 * coco_eval.stats[0]
 
 
-def test_imperfect_detections_give_pycocotools_own_ap(synthetic_root: Path, tmp_path: Path) -> None:
-    """Detections made in COCO's format and in the model's; our conversion must give COCOeval's answer."""
+@pytest.mark.parametrize("string_ids", [False, True])
+def test_imperfect_detections_give_pycocotools_own_ap(synthetic_root: Path, tmp_path: Path, string_ids: bool) -> None:
+    """Detections made in COCO's format and in the model's; our conversion must give COCOeval's answer, also
+    where image ids are strings (as Cityscapes' are; the evaluator numbers them for hotcoco)."""
     dataset = _dataset(synthetic_root)
     instances = json.loads((synthetic_root / "instances_val.json").read_text())
     rng = np.random.default_rng(4)
@@ -84,7 +86,8 @@ def test_imperfect_detections_give_pycocotools_own_ap(synthetic_root: Path, tmp_
     ap = CocoAP(dataset.categories)
     for index in range(len(dataset)):
         _, target = dataset[index]
-        ap.add_ground_truth(target["image_id"], target["panoptic"], target["segments_info"])
+        our_id = f"frame_{target['image_id']}" if string_ids else target["image_id"]
+        ap.add_ground_truth(our_id, target["panoptic"], target["segments_info"])
         height, width = target["panoptic"].shape
         boxes, scores, labels, masks = [], [], [], []
         for ann in instances["annotations"]:
@@ -103,7 +106,7 @@ def test_imperfect_detections_give_pycocotools_own_ap(synthetic_root: Path, tmp_
             scores.append(score)
             labels.append(dataset.categories.train_id(ann["category_id"]))
             masks.append(np.where(mask > 0, 0.8, 0.2))  # probabilities, binarised at 0.5
-        ap.add_detections(target["image_id"], {
+        ap.add_detections(our_id, {
             "boxes": torch.tensor(boxes, dtype=torch.float64).reshape(-1, 4), "scores": torch.tensor(scores),
             "labels": torch.tensor(labels), "masks": np.array(masks).reshape(-1, height, width)})
     ours = ap.evaluate()
