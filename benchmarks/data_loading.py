@@ -9,7 +9,10 @@ DataLoader's throughput; plus the segment-id check with ``pd.unique`` against
 ``np.unique`` (the reason the reader uses pandas). Last line:
 
     data_loading images=<N> size=<H>x<W> decode_ms=<a> targets_ms=<b> augment_ms=<c> item_ms=<d>
-    loader_ips=<e> unique_speedup=<np/pd>
+    loader_ips=<e> unique_speedup=<np/pd> ips_per_core=<1000/d>
+
+``ips_per_core`` is what one loader process serves on one core: a GPU that trains ``g``
+images/s needs ``g / ips_per_core`` loader cores.
 """
 
 from __future__ import annotations
@@ -77,7 +80,7 @@ def main() -> None:
     print(f"segment-id check: np.unique {np_ms:.1f} ms, pd.unique {pd_ms:.1f} ms")
     print(f"data_loading images={n} size={args.height}x{args.width} decode_ms={decode_ms:.1f} "
           f"targets_ms={targets_ms:.1f} augment_ms={augment_ms:.1f} item_ms={item_ms:.1f} "
-          f"loader_ips={loader_ips:.2f} unique_speedup={np_ms / pd_ms:.1f}")
+          f"loader_ips={loader_ips:.2f} unique_speedup={np_ms / pd_ms:.1f} ips_per_core={1000 / item_ms:.1f}")
 
 
 if __name__ == "__main__":
