@@ -41,3 +41,15 @@ def test_a_restarted_logger_does_not_log_a_step_twice(tmp_path: Path) -> None:
     assert run.info.artifact_uri.startswith((tmp_path / "art").as_uri())
     set_status(uri, run_id, "FINISHED")
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+def test_experiments_are_marked_as_model_development_for_the_mlflow_ui(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    create_run(uri, "new", "run", {})
+    assert client.get_experiment_by_name("new").tags["mlflow.experimentKind"] == "custom_model_development"
+    # An experiment made before experiments were marked gets the tag with its next run.
+    client.create_experiment("older")
+    assert "mlflow.experimentKind" not in client.get_experiment_by_name("older").tags
+    create_run(uri, "older", "run", {})
+    assert client.get_experiment_by_name("older").tags["mlflow.experimentKind"] == "custom_model_development"

@@ -19,6 +19,9 @@ from mlflow.tracking import MlflowClient
 
 DEFAULT_DB = "mlflow.db"
 DEFAULT_ARTIFACTS = "mlruns"
+# MLflow 3's record of what an experiment is for. (Its 3.17 UI does not read it to pick a view: that is
+# the "GenAI | Model training" switch at its top left, remembered by the browser, or ?workflowType=machine_learning.)
+EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
 
 
 def resolve_tracking_uri(explicit: str | None, configured: str | None, workdir: Path) -> str:
@@ -58,9 +61,12 @@ def create_run(
         location = None
         if artifact_root is not None and is_local_store(tracking_uri):
             location = (artifact_root / experiment_name).resolve().as_uri()
-        experiment_id = client.create_experiment(experiment_name, artifact_location=location)
+        experiment_id = client.create_experiment(experiment_name, artifact_location=location,
+                                                 tags={EXPERIMENT_KIND_TAG: MODEL_DEVELOPMENT})
     else:
         experiment_id = experiment.experiment_id
+        if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before we marked experiments
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
     run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
     items = [Param(key, str(value)) for key, value in params.items()]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
