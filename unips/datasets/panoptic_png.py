@@ -68,7 +68,9 @@ def _unfilter_to_ids(raw: np.ndarray, height: int, width: int, ids: np.ndarray, 
             up_red = up_green = up_blue = 0  # the pixel above that one
             for x in range(width):
                 i = 3 * x
-                above_red, above_green, above_blue = np.int32(previous[i]), np.int32(previous[i + 1]), np.int32(previous[i + 2])
+                above_red = np.int32(previous[i])
+                above_green = np.int32(previous[i + 1])
+                above_blue = np.int32(previous[i + 2])
                 if kind == 1:  # Sub: plus the pixel to the left
                     red, green, blue = (row[i] + red) & 0xFF, (row[i + 1] + green) & 0xFF, (row[i + 2] + blue) & 0xFF
                 elif kind == 3:  # Average of left and up
@@ -88,14 +90,14 @@ def _unfilter_to_ids(raw: np.ndarray, height: int, width: int, ids: np.ndarray, 
     return -1
 
 
-def _chunks(data: bytes, path: Path) -> tuple[bytes, bytes]:
-    """The IHDR payload and the concatenated IDAT payloads."""
+def _chunks(data: bytes, where: str) -> tuple[bytes, bytes]:
+    """The IHDR payload and the concatenated IDAT payloads; ``where`` names the file in errors."""
     header, parts, position = b"", [], 8
     while position + 8 <= len(data):
         length, kind = struct.unpack(">I4s", data[position:position + 8])
         payload = data[position + 8:position + 8 + length]
         if len(payload) != length:
-            raise PanopticFormatError(f"truncated PNG chunk {kind!r}: {path}")
+            raise PanopticFormatError(f"{where}: truncated PNG chunk {kind!r}")
         if kind == b"IHDR":
             header = payload
         elif kind == b"IDAT":
@@ -104,7 +106,7 @@ def _chunks(data: bytes, path: Path) -> tuple[bytes, bytes]:
             break
         position += 12 + length  # length, type, payload, CRC
     if len(header) != 13 or not parts:
-        raise PanopticFormatError(f"PNG without an image header or pixel data: {path}")
+        raise PanopticFormatError(f"{where}: PNG without an image header or pixel data")
     return header, b"".join(parts)
 
 
@@ -113,11 +115,12 @@ def decode_panoptic_png(data: bytes, path: Path, what: str = "panoptic PNG",
     """``(H, W)`` uint32 segment ids of the PNG file content ``data`` (read from ``path``, named in errors)."""
     if data[:8] != _SIGNATURE:
         raise PanopticFormatError(f"{what} of image id {image_id} is not a PNG file: {path}")
-    header, stream = _chunks(data, path)
+    header, stream = _chunks(data, f"{what} of image id {image_id} {path}")
     width, height, bit_depth, colour_type, _, _, interlace = struct.unpack(">IIBBBBB", header)
     if bit_depth != 8 or colour_type != _RGB:
+        kind = _COLOUR_TYPES.get(colour_type, "invalid")
         raise PanopticFormatError(f"{what} of image id {image_id} must be an 8-bit RGB PNG, got bit depth "
-                                  f"{bit_depth} and colour type {colour_type} ({_COLOUR_TYPES.get(colour_type, 'invalid')}): {path}")
+                                  f"{bit_depth} and colour type {colour_type} ({kind}): {path}")
     if interlace != 0:
         raise PanopticFormatError(f"{what} of image id {image_id} is interlaced (Adam7), which panoptic "
                                   f"PNGs are not: {path}")

@@ -31,7 +31,8 @@ from unips.evaluation.pq_stats import FIRST_SEGMENT, VOID_INDEX, SegmentRows
 
 def default_cache_folder() -> Path:
     """``$UNIPS_CACHE_DIR``, else ``$XDG_CACHE_HOME/unips``, else ``~/.cache/unips``; then ``pq_ground_truth``."""
-    root = os.environ.get("UNIPS_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unips"
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    root = os.environ.get("UNIPS_CACHE_DIR") or user_cache / "unips"
     return Path(root) / "pq_ground_truth"
 
 
