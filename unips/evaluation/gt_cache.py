@@ -26,7 +26,7 @@ import numpy as np
 
 from unips.datasets.panoptic_format import MAX_SEGMENT_ID
 from unips.datasets.panoptic_png import read_panoptic_png
-from unips.evaluation.pq_stats import FIRST_SEGMENT, VOID_INDEX, SegmentRows
+from unips.evaluation.pq_stats import FIRST_SEGMENT, SegmentRows, segment_index
 
 
 def default_cache_folder() -> Path:
@@ -50,9 +50,8 @@ def _rows(ids: np.ndarray, listed: np.ndarray) -> np.ndarray | None:
     if rows > np.iinfo(np.uint16).max or ids.max(initial=0) > MAX_SEGMENT_ID:
         return None
     table = np.zeros(1 << int(max(listed.max(initial=0), ids.max(initial=0))).bit_length(), np.uint16)
-    table[0] = VOID_INDEX
-    table[listed] = np.arange(FIRST_SEGMENT, rows)
-    out = table[ids]
+    with segment_index(table, listed):  # the histogram's own id -> row mapping
+        out = table[ids]
     if (out == 0).any():
         return None
     return out.astype(np.uint8) if rows <= 256 else out

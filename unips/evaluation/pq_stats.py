@@ -157,12 +157,12 @@ class JointHistogram:
 
         rows, cols = len(gt_ids) + FIRST_SEGMENT, len(pred_ids) + FIRST_SEGMENT
         self._pred_table = self._grown(self._pred_table, pred_ids)
-        with _indexed(self._pred_table, pred_ids) as pred_table:
+        with segment_index(self._pred_table, pred_ids) as pred_table:
             if gt_is_rows:
                 counts = joint_counts(gt, pred, np.arange(rows, dtype=np.int32), pred_table, rows, cols)
             else:
                 self._gt_table = self._grown(self._gt_table, gt_ids)
-                with _indexed(self._gt_table, gt_ids) as gt_table:
+                with segment_index(self._gt_table, gt_ids) as gt_table:
                     counts = joint_counts(gt, pred, gt_table, pred_table, rows, cols)
         if counts[UNLISTED].any():  # ids beyond the table: say so if some lie beyond any valid id
             _check_range(gt, "ground-truth", where_gt)
@@ -172,7 +172,7 @@ class JointHistogram:
 
 
 @contextmanager
-def _indexed(table: np.ndarray, ids: np.ndarray) -> Iterator[np.ndarray]:
+def segment_index(table: np.ndarray, ids: np.ndarray) -> Iterator[np.ndarray]:
     """``table`` mapping VOID to ``VOID_INDEX`` and ``ids[k]`` to ``k + FIRST_SEGMENT`` inside the block,
     all zeros again after it."""
     try:
