@@ -93,7 +93,7 @@ def test_checkpoints_are_in_the_bucket_and_artifacts_on_the_tracking_server(resu
                    for key in study.s3.keys(f"ray_results/{name}/")), name
         # Logged by the worker on either node, kept by the server in its own folder.
         assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")} == {"checkpoint/state.pt"}
-        assert client.list_artifacts(run.info.run_id, "visualizations")
+        assert client.list_artifacts(run.info.run_id, "images")  # the evaluation's pictures, by step
         assert list(study.server_artifacts.rglob(f"{run.info.run_id}/artifacts/checkpoint/state.pt"))
 
 

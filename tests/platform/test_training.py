@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +118,26 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_repeats_the_unint
     assert [step for step, _ in _history(uri, restarted.mlflow_run_id, "amx/PQ")] == [6]
     assert [step for step, _ in _history(uri, uninterrupted.mlflow_run_id, "amx/PQ")] == [2, 4, 6]
     assert MlflowClient(uri).get_run(restarted.mlflow_run_id).info.status == "FINISHED"
+    # Each evaluation's pictures at its step (MLflow's image view), once: the restart logs no step twice.
+    assert _picture_steps(uri, uninterrupted.mlflow_run_id) == {"amx~000001": [2, 4, 6]}
+    assert _picture_steps(uri, restarted.mlflow_run_id) == {"amx~000001": [6]}
+    table = json.loads(Path(MlflowClient(uri).download_artifacts(uninterrupted.mlflow_run_id, "per_class/amx.json",
+                                                                  str(tmp_path))).read_text())
+    rows = [dict(zip(table["columns"], values)) for values in table["data"]]
+    expected = load_state(uninterrupted.checkpoint)["categories"]
+    assert [row["name"] for row in rows] == [category["name"] for category in expected]
+    assert {"PQ", "SQ", "RQ", "TP", "FP", "FN"} <= set(table["columns"])
+
+
+def _picture_steps(uri: str, run_id: str) -> dict[str, list[int]]:
+    """Image key (``/`` as MLflow files it, ``~``) -> the steps it was logged at, from the run's artifacts."""
+    steps = defaultdict(list)
+    for artifact in MlflowClient(uri).list_artifacts(run_id, "images"):
+        name = artifact.path.removeprefix("images/")
+        if name.endswith(".png"):  # beside each, MLflow keeps a compressed .webp for the UI
+            key, _, step, *_ = name.split("+")
+            steps[key].append(int(step))
+    return {key: sorted(found) for key, found in steps.items()}
 
 
 def test_a_stopped_run_in_a_bucket_resumes_with_its_own_config_past_a_corrupt_checkpoint(
@@ -226,8 +248,8 @@ def test_ddp_training_rides_out_a_tracking_server_outage(local_ray: None, tmp_pa
     files = set()
     for folder in ("", "checkpoint", "per_class"):
         files |= {a.path for a in client.list_artifacts(run.info.run_id, folder) if not a.is_dir}
-    assert {"config.yaml", "checkpoint/state.pt", "per_class/per_class_full.csv"} <= files
-    assert client.list_artifacts(run.info.run_id, "visualizations/full")
+    assert {"config.yaml", "checkpoint/state.pt", "per_class/per_class_full.csv", "per_class/full.json"} <= files
+    assert _picture_steps(uri, run.info.run_id) == {"full~000001": [4]}
     config_yaml = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path)))
     assert "max_iter: 4" in config_yaml.read_text()
     assert (tmp_path / "server-artifacts").is_dir() and not (tmp_path / "mlruns").exists()

@@ -38,7 +38,7 @@ import pandas as pd
 from unips.datasets.categories import CategoryMap
 from unips.datasets.panoptic_format import PanopticFormatError, to_numpy
 from unips.evaluation.coco_ap import CocoAP
-from unips.evaluation.export import PanopticExporter, write_visualizations
+from unips.evaluation.export import PanopticExporter, visualization_pictures, write_visualizations
 from unips.evaluation.pq_stats import FIRST_SEGMENT, VOID_INDEX, PQAccumulator, Segments
 from unips.evaluation.semantic import ConfusionMatrix
 from unips.evaluation.trim import trim_small_stuff
@@ -77,8 +77,10 @@ class PanopticEvaluator:
         compute_ap: run COCOeval on ``detections`` (boxes, and masks when every image has them).
         instances: a COCO instances JSON for AP; default: derived from the targets' panoptic maps,
             which are in the evaluated frame even after resizing.
-        export_dir: if given, predictions go to ``export_dir/panoptic_pred{/,.json}`` and the first
-            ``num_visualizations`` images to ``export_dir/visualizations/``.
+        export_dir: if given, predictions go to ``export_dir/panoptic_pred{/,.json}`` and the pictures
+            to ``export_dir/visualizations/``.
+        num_visualizations: the first that many images get pictures of ground truth against prediction,
+            kept in :attr:`pictures` (exported or not: training logs them to MLflow at each evaluation).
     """
 
     def __init__(
@@ -117,7 +119,8 @@ class PanopticEvaluator:
         self.exporter = PanopticExporter(self.export_dir, self.categories) if self.export_dir is not None else None
         self._seen_semantic = False
         self._seen_detections = False
-        self._visualized = 0
+        # image stem -> {"overlay": (H, W, 3), "gt_vs_pred": (H, 2W + 4, 3)} uint8, in processing order
+        self.pictures: dict[str, dict[str, np.ndarray]] = {}
 
     def process(self, outputs: Sequence[dict[str, Any]], targets: Sequence[dict[str, Any]],
                 images: Sequence[Any] | None = None) -> None:
@@ -142,7 +145,7 @@ class PanopticEvaluator:
                     self.ap.add_ground_truth(image_id, target["panoptic"], target["segments_info"])
                 self.ap.add_detections(image_id, output["detections"])
                 self._seen_detections = True
-            if self.exporter is not None:
+            if self.exporter is not None or len(self.pictures) < self.num_visualizations:
                 self._export(self._as_scored(output), target, images[index] if images is not None else None)
 
     def _as_scored(self, output: dict[str, Any]) -> dict[str, Any]:
@@ -155,15 +158,19 @@ class PanopticEvaluator:
         return {**output, "panoptic": panoptic, "segments_info": segments}
 
     def _export(self, output: dict[str, Any], target: dict[str, Any], image: Any) -> None:
-        assert self.exporter is not None and self.export_dir is not None
-        path = self.exporter.add(target["image_id"], output["panoptic"], output["segments_info"],
-                                 target.get("file_name"))
-        if self._visualized < self.num_visualizations:
-            write_visualizations(self.export_dir / "visualizations", path.stem, self.categories,
-                                 pred=(output["panoptic"], output["segments_info"]),
-                                 gt=(target["panoptic"], target["segments_info"]),
-                                 image=_picture(image) if image is not None else None)
-            self._visualized += 1
+        """The output to the export (if any) and, while pictures are wanted, its pictures."""
+        stem = Path(target.get("file_name") or str(target["image_id"])).stem
+        if self.exporter is not None:
+            stem = self.exporter.add(target["image_id"], output["panoptic"], output["segments_info"],
+                                     target.get("file_name")).stem
+        if len(self.pictures) < self.num_visualizations:
+            pictures = visualization_pictures(stem, self.categories, pred=(output["panoptic"], output["segments_info"]),
+                                              gt=(target["panoptic"], target["segments_info"]),
+                                              image=_picture(image) if image is not None else None)
+            self.pictures[stem] = pictures
+            if self.export_dir is not None:
+                write_visualizations(self.export_dir / "visualizations", stem, self.categories,
+                                     pred=(output["panoptic"], output["segments_info"]), pictures=pictures)
 
     def evaluate(self) -> dict[str, float]:
         """Flat metrics in percent (see the module docstring); writes the export JSON if exporting."""

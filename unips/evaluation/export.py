@@ -124,6 +124,31 @@ class PanopticExporter:
         return self.json_path
 
 
+def visualization_pictures(
+    stem: str,
+    categories: CategoryMap,
+    pred: tuple[Any, Sequence[dict[str, Any]]],
+    gt: tuple[Any, Sequence[dict[str, Any]]] | None = None,
+    image: np.ndarray | None = None,
+    alpha: float = 0.5,
+) -> dict[str, np.ndarray]:
+    """Colour pictures of a prediction: ``{"overlay": (H, W, 3)}`` and, with ground truth, ``"gt_vs_pred"``
+    (a side-by-side ``(H, 2W + 4, 3)`` panel, ground truth left), all uint8.
+
+    Args:
+        pred, gt: ``(panoptic (H, W) ids, segments_info)`` with dataset category ids.
+        image: ``(H, W, 3)`` uint8 picture to blend under the colours (plain colours without it).
+    """
+    def picture(ids: Any, segments: Sequence[dict[str, Any]]) -> np.ndarray:
+        colours = colorize_panoptic(as_id_map(ids, "panoptic", stem), segments, categories)
+        return overlay(image, colours, alpha) if image is not None else colours
+
+    pictures = {"overlay": picture(*pred)}
+    if gt is not None:
+        pictures["gt_vs_pred"] = side_by_side([picture(*gt), pictures["overlay"]])
+    return pictures
+
+
 def write_visualizations(
     out_dir: str | os.PathLike[str],
     stem: str,
@@ -132,27 +157,15 @@ def write_visualizations(
     gt: tuple[Any, Sequence[dict[str, Any]]] | None = None,
     image: np.ndarray | None = None,
     alpha: float = 0.5,
+    pictures: dict[str, np.ndarray] | None = None,
 ) -> list[Path]:
-    """Colour pictures of a prediction: ``<stem>_overlay.png`` and, with ground truth, ``<stem>_gt_vs_pred.png``.
-
-    Args:
-        pred, gt: ``(panoptic (H, W) ids, segments_info)`` with dataset category ids.
-        image: ``(H, W, 3)`` uint8 picture to blend under the colours (plain colours without it).
-
-    Returns:
-        The written paths (side-by-side panel: ground truth left, prediction right).
-    """
+    """:func:`visualization_pictures` (or the ``pictures`` already made of them) as
+    ``<stem>_overlay.png`` and, with ground truth, ``<stem>_gt_vs_pred.png`` in ``out_dir``; the written paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-    def picture(ids: Any, segments: Sequence[dict[str, Any]]) -> np.ndarray:
-        colours = colorize_panoptic(as_id_map(ids, "panoptic", stem), segments, categories)
-        return overlay(image, colours, alpha) if image is not None else colours
-
-    predicted = picture(*pred)
-    paths = [out_dir / f"{stem}_overlay.png"]
-    write_png_atomic(paths[0], predicted)
-    if gt is not None:
-        paths.append(out_dir / f"{stem}_gt_vs_pred.png")
-        write_png_atomic(paths[1], side_by_side([picture(*gt), predicted]))
+    pictures = pictures or visualization_pictures(stem, categories, pred, gt, image, alpha)
+    paths = []
+    for name, picture in pictures.items():
+        paths.append(out_dir / f"{stem}_{name}.png")
+        write_png_atomic(paths[-1], picture)
     return paths

@@ -8,10 +8,11 @@ mode, so they are computed once, with the first.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -29,11 +30,13 @@ from unips.models.postprocess import PanopticPostprocessor
 
 @dataclass
 class EvaluationResult:
-    """``metrics`` as ``"<mode>/<name>"`` percentages; ``per_class`` and export folders per mode."""
+    """``metrics`` as ``"<mode>/<name>"`` percentages; per mode: ``per_class``, the export folder, and the
+    pictures of the first images (image stem -> ``{"overlay", "gt_vs_pred"}`` uint8 ``(H, W', 3)`` arrays)."""
 
     metrics: dict[str, float]
     per_class: dict[str, pd.DataFrame]
     export_dirs: dict[str, Path]
+    pictures: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
 
     def table(self) -> str:
         """PQ / SQ / RQ for All, Things and Stuff, one block per mode (panopticapi's layout)."""
@@ -57,8 +60,9 @@ def evaluate(
     """Run ``model`` (in evaluation mode) over ``dataset`` and score every mode of ``postprocessor``.
 
     ``trim_stuff``: stuff segments below ``stuff_area_limit`` pixels become void before scoring.
-    With ``export_dir``, each mode's predictions go to ``export_dir/<mode>/`` as COCO panoptic
-    PNG + JSON, with ``num_visualizations`` pictures of ground truth against prediction.
+    The first ``num_visualizations`` images get pictures of ground truth against prediction (in the result);
+    with ``export_dir``, each mode's predictions go to ``export_dir/<mode>/`` as COCO panoptic PNG + JSON,
+    the pictures to ``export_dir/<mode>/visualizations/``.
     """
     if max_images is not None:
         dataset = Subset(dataset, range(min(max_images, len(dataset))))
@@ -88,7 +92,8 @@ def evaluate(
             evaluators[mode].process(per_mode, targets, images)
     model.train(was_training)
     metrics = {f"{mode}/{name}": value for mode, ev in evaluators.items() for name, value in ev.evaluate().items()}
-    return EvaluationResult(metrics, {mode: ev.per_class() for mode, ev in evaluators.items()}, export_dirs)
+    return EvaluationResult(metrics, {mode: ev.per_class() for mode, ev in evaluators.items()}, export_dirs,
+                            {mode: ev.pictures for mode, ev in evaluators.items()})
 
 
 def evaluate_as_configured(model: UnifiedPanopticNet, cfg: Config, dataset: Dataset, categories: CategoryMap,

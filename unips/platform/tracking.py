@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
@@ -117,6 +119,15 @@ class MetricLogger:
         self._last_step[sentinel] = step
         return True
 
+    def log_pictures(self, pictures: Mapping[str, np.ndarray], step: int) -> None:
+        """``key -> (H, W, 3)`` uint8 pictures at ``step``: the UI's image view, one slider over the steps."""
+        for key, picture in pictures.items():
+            self.client.log_image(self.run_id, picture, key=key, step=step)
+
+    def log_table(self, frame: pd.DataFrame, artifact_file: str) -> None:
+        """A table the UI shows as one (a JSON artifact), e.g. per-class metrics."""
+        self.client.log_table(self.run_id, frame, artifact_file)
+
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         """A file, or a folder's contents, under ``artifact_path`` in the run."""
         path = Path(path)
@@ -124,7 +135,6 @@ class MetricLogger:
             self.client.log_artifacts(self.run_id, str(path), artifact_path)
         else:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
-
 
 
 def find_runs(tracking_uri: str, tags: Mapping[str, str], experiment_ids: list[str] | None = None) -> list[Any]:

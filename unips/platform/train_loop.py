@@ -211,19 +211,21 @@ class LossWindow:
 
 def evaluate_and_log(model: torch.nn.Module, cfg: Config, val_set: PanopticDataset, logger: MetricLogger,
                      step: int) -> dict[str, float]:
-    """Rank 0: every mode on the validation split, logged; at the last step also per-class tables and pictures."""
+    """Rank 0: every mode on the validation split, logged with pictures of the first images (MLflow's image
+    view, by step); at the last step also the per-class PQ / SQ / RQ of each mode, as a table and as CSV."""
     final = step == cfg.optim.max_iter
-    with tempfile.TemporaryDirectory() as export:
-        result = evaluate_as_configured(model, cfg, val_set, val_set.categories, export_dir=export if final else None,
-                                        num_visualizations=cfg.eval.num_visualizations)
-        logger.log(result.metrics, step)
-        print(f"evaluation at step {step}:\n{result.table()}", flush=True)
+    result = evaluate_as_configured(model, cfg, val_set, val_set.categories,
+                                    num_visualizations=cfg.eval.num_visualizations)
+    print(f"evaluation at step {step}:\n{result.table()}", flush=True)
+    if not logger.log(result.metrics, step):  # a restart recomputing a logged step logs nothing again
+        return result.metrics
+    logger.log_pictures({f"{mode}/{stem}": pictures["gt_vs_pred"] for mode, by_image in result.pictures.items()
+                         for stem, pictures in by_image.items()}, step)
+    with tempfile.TemporaryDirectory() as folder:
         for mode, table in result.per_class.items() if final else ():
-            path = Path(export) / f"per_class_{mode}.csv"
-            table.to_csv(path, index=False)
+            logger.log_table(table, f"per_class/{mode}.json")
+            table.to_csv(path := Path(folder) / f"per_class_{mode}.csv", index=False)
             logger.log_artifact(path, "per_class")
-            if (pictures := result.export_dirs[mode] / "visualizations").is_dir():
-                logger.log_artifact(pictures, f"visualizations/{mode}")
     return result.metrics
 
 
