@@ -4,8 +4,10 @@
     python experiments/tables.py --study NAME --format latex --out outputs/tables --tracking-uri http://head:5000
 
 Writes ``table_<key>.<md|tex|csv>`` for every table of the study into ``--out`` (our
-numbers, mean ± std over seeds, and the paper's figures beside them), logs them as
-artifacts of the study's parent run under ``tables/``, and prints the Markdown tables.
+numbers, mean ± std over seeds, and the paper's figures beside them) with ``study.png`` (each
+row's PQ with its seed interval, the paper's differences beside ours), logs the tables in every
+format and the figure to the study's parent run (``tables/``, ``figures/study.png``; the study
+does this itself when it finishes), and prints the Markdown tables.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from unips.commands import add_workdir_argument, enter_workdir, run_command
-from unips.platform.studies import select
-from unips.platform.tables import build_table, study_parent, study_rows, to_markdown, write_tables
+from unips.platform.study_report import FIGURE, log_study_report, study_tables
+from unips.platform.tables import to_markdown, write_tables
 from unips.platform.tracking import require_store, resolve_tracking_uri
 
 
@@ -35,18 +35,13 @@ def main() -> None:
 
     uri = resolve_tracking_uri(args.tracking_uri, None, Path.cwd())
     require_store(uri, "", "the study")
-    parent = study_parent(args.study, uri)
-    seeds, dataset = int(parent["params.seeds"]), parent["params.dataset"]
-    runs = study_rows(args.study, uri)
-    tables = [build_table(spec, runs, dataset) for spec in select(parent["params.tables"].split(","))]
-
+    tables, seeds, parent = study_tables(args.study, uri)
     written = write_tables(tables, args.out, args.format, seeds)
-    client = MlflowClient(uri)
-    for path in written:
-        client.log_artifact(parent["run_id"], str(path), "tables")
+    log_study_report(tables, seeds, parent, uri, out=args.out)
     for table in tables:
         print(to_markdown(table, seeds))
-    print(f"wrote {len(written)} file(s) to {args.out} (and to the artifacts of study run {parent['run_id']})")
+    print(f"wrote {len(written)} file(s) and study.png to {args.out}; the tables in every format and the figure "
+          f"are artifacts of study run {parent} (tables/, {FIGURE})")
 
 
 if __name__ == "__main__":

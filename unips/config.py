@@ -256,6 +256,9 @@ class PlatformConfig(_Section):
     # None: ./ray_results. Multi-node runs need one every node reaches (docs/cluster.md).
     storage_path: str | None = None
     log_period: int = Field(20, ge=1)
+    # Seconds between samples of CPU, memory, disk, network (and GPU) use, logged by rank 0 as MLflow's
+    # system metrics (system/...) of the training run; 0: off.
+    system_metrics_s: float = Field(10.0, ge=0.0)
 
 
 class Config(_Section):

@@ -13,6 +13,7 @@ from collections import defaultdict
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from tests.platform.conftest import KILLED_STUDY, ROOT
 from tests.platform.killed_study import SEEDS, STUDY, ResumedStudy, driver_output, logged_steps, study_runs
@@ -79,6 +80,12 @@ def test_a_killed_study_on_two_nodes_resumes_from_the_bucket_without_retraining_
     assert len(study_runs(uri, STUDY, "row")) == 4 * SEEDS
     (parent,) = study_runs(uri, STUDY, "study")  # the one record of the study, resumed, not made again
     assert parent.info.status == "FINISHED"
+    # The finished study put its tables (every format) and its figure on its own run, for the UI.
+    logged = {f.path for folder in ("tables", "figures") for f in client.list_artifacts(parent.info.run_id, folder)}
+    assert logged == {"tables/table_I.md", "tables/table_I.tex", "tables/table_I.csv", "tables/paper_I.csv",
+                      "figures/study.png"}
+    figure = Image.open(client.download_artifacts(parent.info.run_id, "figures/study.png", str(study.workdir)))
+    assert figure.format == "PNG" and figure.width > 800 and figure.height > 200
     assert json.loads(parent.data.params["overrides"])[-1] == "data.synthetic.generate=true"
     assert not [key for key in study.s3.keys("ray_results/") if "/unips_" in key]  # no side files of our own
 
@@ -141,4 +148,31 @@ def test_tables_from_another_process_hold_the_mlflow_metrics(resumed_study: Resu
     assert paper.loc[("full, trim - full, no trim", "PQ_st"), "ours"] == pytest.approx(sum(differences) / SEEDS)
     parent = study_runs(uri, study, "study")[0].info.run_id
     logged = {f.path for f in MlflowClient(uri).list_artifacts(parent, "tables")}
-    assert logged == {"tables/table_I.csv", "tables/paper_I.csv"}
+    assert logged == {"tables/table_I.md", "tables/table_I.tex", "tables/table_I.csv", "tables/paper_I.csv"}
+    assert Image.open(out / "study.png").format == "PNG"
+
+
+def test_runs_read_as_what_they_are_in_the_mlflow_ui(resumed_study: ResumedStudy) -> None:
+    """Names a person can read (``<row> s<seed>``; a training by the first row it serves), a description on
+    every run, tags for table, row, mode and seed, every config key a dotted parameter, the data as inputs."""
+    uri, study = resumed_study.uri, resumed_study.name
+    client = MlflowClient(uri)
+    for run in study_runs(uri, study, "row"):
+        tags = run.data.tags
+        assert run.info.run_name == f"{tags['unips.row']} s{tags['unips.seed']}"
+        assert tags["unips.tables"] == "I" and tags["unips.mode"] == run.data.params["mode"]
+        assert tags["mlflow.note.content"].startswith(f"Row '{tags['unips.row']}' of Table I: Trimming")
+    names = set()
+    for run in study_runs(uri, study, "training"):
+        tags = run.data.tags
+        names.add(run.info.run_name)
+        assert run.info.run_name in {f"train full, no trim s{tags['unips.seed']}",
+                                     f"train heu, no trim s{tags['unips.seed']}"}
+        assert "Trains model.detector.with_masks=true" in tags["mlflow.note.content"]
+        assert run.data.params["model.panoptic.variant"] == "B" and run.data.params["seed"] == tags["unips.seed"]
+        inputs = client.get_run(run.info.run_id).inputs.dataset_inputs
+        assert {(i.dataset.name, i.tags[0].value) for i in inputs} == {("synthetic/train", "training"),
+                                                                       ("synthetic/val", "evaluation")}
+    assert len(names) == 2 * SEEDS
+    (parent,) = study_runs(uri, study, "study")
+    assert parent.info.run_name == study and "figures/study.png" in parent.data.tags["mlflow.note.content"]

@@ -9,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from unips.platform.studies import TABLES
-from unips.platform.tables import build_table, study_rows, to_markdown, write_tables
+from unips.platform.study_report import FIGURE, log_study_report, study_figure
+from unips.platform.tables import build_table, seed_interval, study_rows, to_markdown, write_tables
 
 # Table H for two seeds: (row, seed) -> metrics.
 H_RUNS = {
@@ -105,3 +107,34 @@ def test_a_missing_study_or_row_is_named(store: str) -> None:
         study_rows("nope", store)
     with pytest.raises(LookupError, match="row 'B'"):
         build_table(TABLES["F"], study_rows("s", store), dataset="synthetic")
+
+
+def test_the_study_figure_shows_each_rows_interval_and_the_papers_difference(store: str, tmp_path: Path) -> None:
+    table = build_table(TABLES["H"], study_rows("s", store), dataset="synthetic")
+    figure = study_figure([table])
+    rows, differences = figure.axes
+    # Rows: the mean PQ over the two seeds, first row on top, with the t interval of two seeds.
+    (points,) = rows.containers
+    means, _, (bars,) = points.lines
+    assert list(means.get_xdata()) == [42.5, 41.0]
+    assert [label.get_text() for label in rows.get_yticklabels()] == ["predicted boxes", "GT boxes"]
+    half = seed_interval(statistics.stdev([40.0, 42.0]), 2)
+    assert half == pytest.approx(12.7062 * statistics.stdev([40.0, 42.0]) / math.sqrt(2), rel=1e-4)  # t(0.975, 1)
+    assert tuple(bars.get_segments()[1][:, 0]) == pytest.approx((41 - half, 41 + half))
+    # Differences: ours (predicted - GT boxes: +1.5 PQ, +2.25 AP_box over the seeds), the paper's crosses.
+    (ours, _, _) = differences.containers[0].lines
+    assert list(ours.get_xdata())[::-1] == pytest.approx([1.5, 2.25])
+    (crosses,) = [c for c in differences.collections if c.get_label() == "paper"]
+    assert list(crosses.get_offsets()[:, 0])[::-1] == pytest.approx([0.4, 1.3])
+
+
+def test_the_study_report_goes_to_the_parent_run_and_replaces_itself(store: str, tmp_path: Path) -> None:
+    client = MlflowClient(store)
+    parent = client.create_run(client.get_experiment_by_name("unips").experiment_id).info.run_id
+    tables = [build_table(TABLES["H"], study_rows("s", store), dataset="synthetic")]
+    for _ in range(2):
+        log_study_report(tables, 2, parent, store, out=tmp_path / "out")
+    logged = {f.path for folder in ("tables", "figures") for f in client.list_artifacts(parent, folder)}
+    assert logged == {"tables/table_H.md", "tables/table_H.tex", "tables/table_H.csv", "tables/paper_H.csv", FIGURE}
+    picture = Image.open(client.download_artifacts(parent, FIGURE, str(tmp_path)))
+    assert picture.format == "PNG" and picture.size == Image.open(tmp_path / "out" / "study.png").size

@@ -97,7 +97,8 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_repeats_the_unint
 ) -> None:
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = tiny_config(tmp_path, "optim.max_iter=6", "optim.steps=[6]", "optim.checkpoint_period=2",
-                      "platform.max_failures=1", "eval.max_images=1", "eval.modes=[amx]", "seed=11")
+                      "platform.max_failures=1", "eval.max_images=1", "eval.modes=[amx]", "seed=11",
+                      "platform.system_metrics_s=2")
     # This run also evaluates every 2 steps: evaluation must not change what training draws next.
     evaluating = cfg.model_copy(deep=True)
     evaluating.eval.period = 2
@@ -121,6 +122,9 @@ def test_a_killed_worker_restarts_from_the_last_checkpoint_and_repeats_the_unint
     # Each evaluation's pictures at its step (MLflow's image view), once: the restart logs no step twice.
     assert _picture_steps(uri, uninterrupted.mlflow_run_id) == {"amx~000001": [2, 4, 6]}
     assert _picture_steps(uri, restarted.mlflow_run_id) == {"amx~000001": [6]}
+    # MLflow's system metrics, sampled by rank 0 every 2 s while it trained.
+    usage = _history(uri, uninterrupted.mlflow_run_id, "system/cpu_utilization_percentage")
+    assert usage and all(0 <= value <= 100 for _, value in usage)
     table = json.loads(Path(MlflowClient(uri).download_artifacts(uninterrupted.mlflow_run_id, "per_class/amx.json",
                                                                   str(tmp_path))).read_text())
     rows = [dict(zip(table["columns"], values)) for values in table["data"]]

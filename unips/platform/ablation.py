@@ -37,10 +37,11 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from unips.config import Config, load_config
 from unips.platform import storage
 from unips.platform.launch import TAG_RUN, absolute_paths, launch_training
-from unips.platform.studies import (MODE_FREE, PANOPTIC_IOU, TAG_KIND, TAG_ROW, TAG_SEED, TAG_STUDY, TAG_TABLES,
-                                   TAG_TRAINING, Row, TableSpec, select, trainings)
-from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, require_store, resolve_tracking_uri,
-                                    set_status)
+from unips.platform.studies import (MODE_FREE, PANOPTIC_IOU, TAG_KIND, TAG_MODE, TAG_ROW, TAG_SEED, TAG_STUDY,
+                                   TAG_TABLES, TAG_TRAINING, Row, TableSpec, select, trainings)
+from unips.platform.study_report import log_study_report, study_tables
+from unips.platform.tracking import (DEFAULT_ARTIFACTS, DESCRIPTION_TAG, create_run, find_runs, require_store,
+                                    resolve_tracking_uri, set_status)
 from unips.platform.train_loop import TAG_NODE
 
 PARENT = "mlflow.parentRunId"
@@ -104,13 +105,14 @@ def run_trial(config: dict[str, Any]) -> None:
     cfg = absolute_paths(load_config(config["preset"], [*setting["overrides"], f"seed={seed}"]), workdir)
     run_name = f"{study}-{key}-s{seed}"
     resume = bool(find_runs(config["tracking_uri"], {TAG_RUN: run_name}))  # a trial that had begun
-    tags = {PARENT: config["parent_run_id"], TAG_KIND: "training", TAG_STUDY: study, TAG_TRAINING: key,
-            TAG_SEED: str(seed)}
-    outcome = launch_training(cfg, run_name=run_name, resume=resume, tracking_uri=config["tracking_uri"],
-                              workdir=workdir, tags=tags, callbacks=[TuneReportCallback()])
-
     rows = [Row(**{**row, "overrides": tuple(row["overrides"])}) for row in setting["rows"]]
     tables = select(config["tables"])
+    tags = {PARENT: config["parent_run_id"], TAG_KIND: "training", TAG_STUDY: study, TAG_TRAINING: key,
+            TAG_SEED: str(seed), TAG_TABLES: ",".join(dict.fromkeys(t for row in rows for t in tables_of(row, tables)))}
+    outcome = launch_training(cfg, run_name=run_name, resume=resume, tracking_uri=config["tracking_uri"],
+                              workdir=workdir, tags=tags, callbacks=[TuneReportCallback()],
+                              title=f"train {rows[0].name} s{seed}", description=describe_training(rows, seed, tables))
+
     measured = {cfg.eval.trim_stuff: {k: v for k, v in outcome.metrics.items() if "/" in k}}
     client = MlflowClient(config["tracking_uri"])
     experiment_id = client.get_run(config["parent_run_id"]).info.experiment_id
@@ -125,7 +127,8 @@ def run_trial(config: dict[str, Any]) -> None:
         run_id = found[0].info.run_id if found else None
         if run_id is None:
             tags = {**row_tags, PARENT: config["parent_run_id"], TAG_TABLES: ",".join(tables_of(row, tables)),
-                    TAG_TRAINING: key}
+                    TAG_TRAINING: key, TAG_MODE: str(row.mode),
+                    DESCRIPTION_TAG: describe_row(row, seed, trim, tables, outcome.mlflow_run_id)}
             run_id = client.create_run(experiment_id, run_name=f"{row.name} s{seed}", tags=tags).info.run_id
             for name, value in {"mode": row.mode, "trim_stuff": trim, "overrides": " ".join(row.overrides),
                                 "training_run_id": outcome.mlflow_run_id, "seed": seed}.items():
@@ -136,6 +139,29 @@ def run_trial(config: dict[str, Any]) -> None:
     # Where it trained (the tag rank 0 set): Tune's own record names only the node's IP, which nodes can share.
     node = client.get_run(outcome.mlflow_run_id).data.tags.get(TAG_NODE, "")
     tune.report({"rows_logged": len(rows), "trained_step": outcome.metrics.get("step", 0), "training_node": node})
+
+
+MODES = {"full": "the argmax of the panoptic logits P (the paper's unified inference)",
+         "amx": "the argmax of the dynamic potentials Psi (no affinity)",
+         "heu": "the heuristic merge of the semantic head and the detector's masks"}
+
+
+def _setting(row: Row) -> str:
+    return " ".join(row.overrides) or "the preset as it is"
+
+
+def describe_training(rows: list[Row], seed: int, tables: list[TableSpec]) -> str:
+    """A training run's description in the MLflow UI: what it trains and which rows read it out."""
+    served = "; ".join(f"'{row.name}' (table {', '.join(tables_of(row, tables))}, {row.mode})" for row in rows)
+    return (f"Trains {_setting(rows[0])}, seed {seed}. Its weights are read out for the rows {served}: each is a "
+            "row run of the study. Losses and evaluations by step, pictures in the image view.")
+
+
+def describe_row(row: Row, seed: int, trim: bool, tables: list[TableSpec], training_run_id: str) -> str:
+    """A row run's description in the MLflow UI: the row, its table, how it is trained and read out."""
+    titles = "; ".join(f"Table {table.key}: {table.title}" for table in tables if row in table.rows)
+    return (f"Row '{row.name}' of {titles}. Seed {seed}: trained with {_setting(row)} (training run "
+            f"{training_run_id}), read out by {MODES[str(row.mode)]}, stuff trimming {'on' if trim else 'off'}.")
 
 
 def _evaluate_checkpoint(checkpoint: str, trim_stuff: bool) -> dict[str, float]:
@@ -215,6 +241,8 @@ def run_study(
     if results.errors:
         set_status(uri, parent, "FAILED")
         raise RuntimeError(f"study {name}: {len(results.errors)} trial(s) failed, first: {results.errors[0]}")
+    # The tables and the figure on the study's own run: the rows compared on one page of the UI.
+    log_study_report(*study_tables(name, uri), uri)
     set_status(uri, parent, "FINISHED")
     return StudyOutcome(name, uri, parent, len(plan) * seeds, sum(len(t.rows) for t in tables) * seeds)
 
@@ -225,8 +253,13 @@ def _record_study(uri: str, base: Config, name: str, preset: str, tables: list[T
     params = {"preset": preset, "dataset": base.data.dataset, "tables": ",".join(table.key for table in tables),
               "seeds": seeds, "overrides": json.dumps(overrides), "trainings": trainings * seeds,
               "rows": sum(len(table.rows) for table in tables) * seeds}
+    titles = "; ".join(f"Table {table.key}: {table.title}" for table in tables)
+    description = (f"Study {name}: {titles}. Preset {preset}, {seeds} seed(s), {trainings * seeds} training(s). "
+                   "Its trainings and row runs are the children of this run; the figure figures/study.png shows "
+                   "each row's PQ with its seed interval and the paper's differences beside ours, tables/ holds "
+                   "the tables (Markdown, LaTeX, CSV).")
     return create_run(uri, base.platform.experiment_name, name, params, {TAG_KIND: "study", TAG_STUDY: name},
-                      artifact_root=workdir / DEFAULT_ARTIFACTS)
+                      artifact_root=workdir / DEFAULT_ARTIFACTS, description=description)
 
 
 def _new_tuner(base: Config, preset: str, location: str, name: str, plan: dict[str, Any], seeds: int,

@@ -23,11 +23,11 @@ from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig,
 from ray.train.torch import TorchTrainer
 
 from unips.config import Config, config_to_yaml, flatten, load_config, with_override
-from unips.datasets.build import check_data, ensure_synthetic
+from unips.datasets.build import check_data, ensure_synthetic, split_files
 from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE
-from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, require_store, resolve_tracking_uri,
-                                    set_status)
+from unips.platform.tracking import (DEFAULT_ARTIFACTS, create_run, find_runs, log_dataset, require_store,
+                                    resolve_tracking_uri, set_status)
 from unips.platform.train_loop import train_loop_per_worker
 
 TAG_RUN = "unips.run"  # the run's name: its Ray Train folder
@@ -117,19 +117,31 @@ def recorded_config(preset: str, overrides: list[str], run_name: str | None = No
         return load_config(path, overrides)
 
 
-def new_run(cfg: Config, tracking_uri: str, workdir: Path, run_name: str | None,
-            tags: dict[str, str] | None) -> tuple[str, str]:
-    """Create the MLflow run (parameters = the flattened config, artifact = its YAML) and the run's folder."""
+def new_run(cfg: Config, tracking_uri: str, workdir: Path, run_name: str | None, tags: dict[str, str] | None,
+            title: str | None = None, description: str | None = None) -> tuple[str, str]:
+    """Create the MLflow run (parameters = the flattened config with dotted keys, artifact = its YAML, the
+    splits as dataset inputs; named ``title``, default the run name) and the run's folder."""
     run_name = run_name or f"{cfg.name}_{datetime.now():%Y%m%d-%H%M%S}"
     run_dir = storage.join(cfg.platform.storage_path, run_name)  # type: ignore[arg-type]
     if storage.exists(run_dir):
         raise FileExistsError(f"{run_dir} exists: pass --resume to continue it, or another name")
-    run_id = create_run(tracking_uri, cfg.platform.experiment_name, run_name, flatten(cfg),
+    run_id = create_run(tracking_uri, cfg.platform.experiment_name, title or run_name, flatten(cfg),
                         {TAG_RUN: run_name, TAG_PRESET: cfg.name, **(tags or {})},
-                        artifact_root=workdir / DEFAULT_ARTIFACTS)
+                        artifact_root=workdir / DEFAULT_ARTIFACTS, description=description or describe(cfg))
     storage.make_dirs(run_dir)
     _log_config(tracking_uri, run_id, cfg)
+    for split, context in ((cfg.data.train_split, "training"), (cfg.data.val_split, "evaluation")):
+        if (annotations := split_files(cfg.data, split).json_path).is_file():  # none: a run made without data
+            log_dataset(tracking_uri, run_id, f"{cfg.data.dataset}/{split}", annotations, context)
     return run_name, run_id
+
+
+def describe(cfg: Config) -> str:
+    """A training's description in the MLflow UI, when nobody gave one."""
+    return (f"Training of preset {cfg.name} on {cfg.data.dataset} ({cfg.data.train_split}, evaluated on "
+            f"{cfg.data.val_split}): {cfg.optim.max_iter} steps of {cfg.optim.images_per_batch} images on "
+            f"{cfg.platform.num_workers} worker(s), seed {cfg.seed}. Every config key is a parameter; the whole "
+            "config is the artifact config.yaml.")
 
 
 def launch_training(
@@ -140,6 +152,8 @@ def launch_training(
     tracking_uri: str | None = None,
     workdir: str | Path | None = None,
     tags: dict[str, str] | None = None,
+    title: str | None = None,
+    description: str | None = None,
     callbacks: list[Any] | None = None,
     train_loop: Callable[[dict[str, Any]], None] = train_loop_per_worker,
 ) -> TrainingOutcome:
@@ -153,6 +167,7 @@ def launch_training(
             or ``sqlite:///<workdir>/mlflow.db``).
         workdir: what relative paths are relative to (default: the current folder).
         tags: extra MLflow tags of the run.
+        title, description: the MLflow run's name (default: ``run_name``) and description, for people.
         callbacks: Ray Train callbacks, e.g. Ray Tune's ``TuneReportCallback`` when a Tune trial trains.
         train_loop: the per-worker function (tests wrap the standard one to inject faults).
     """
@@ -162,7 +177,7 @@ def launch_training(
     if resume:
         run_name, run_id = resumed_run(uri, cfg, run_name)
     else:
-        run_name, run_id = new_run(cfg, uri, workdir, run_name, tags)
+        run_name, run_id = new_run(cfg, uri, workdir, run_name, tags, title, description)
 
     # Ray Train routes print() to its logger; that ignores contextlib.redirect_stdout (pycocotools'
     # tables came through) and doubles lines once MLflow wraps stdout. Plain print is what we want.

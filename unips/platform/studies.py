@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from unips.config import Config, InferenceMode
 
 # MLflow tags of a study's runs: written by ablation.py, searched by tables.py.
-TAG_KIND, TAG_STUDY, TAG_ROW, TAG_TABLES, TAG_SEED, TAG_TRAINING = (
-    f"unips.{name}" for name in ("kind", "study", "row", "tables", "seed", "training"))
+TAG_KIND, TAG_STUDY, TAG_ROW, TAG_TABLES, TAG_SEED, TAG_TRAINING, TAG_MODE = (
+    f"unips.{name}" for name in ("kind", "study", "row", "tables", "seed", "training", "mode"))
 
 # The ablation's switches as config overrides (names from the paper's Table 1 caption).
 MSK = "model.detector.with_masks"

@@ -120,11 +120,16 @@ def paired_difference(runs: pd.DataFrame, delta: PaperDelta) -> tuple[float, flo
     if differences.empty:
         return math.nan, math.nan, math.nan
     mean = float(differences.mean())
-    if len(differences) < 2:
-        return mean, math.nan, math.nan
-    n = len(differences)
-    half = float(scipy_stats.t.ppf(0.975, n - 1) * differences.std(ddof=1) / math.sqrt(n))
+    half = seed_interval(differences.std(ddof=1) if len(differences) > 1 else math.nan, len(differences))
     return mean, mean - half, mean + half
+
+
+def seed_interval(std: float, n: int) -> float:
+    """Half-width of the 95% interval (Student's t) of a mean over ``n`` seeds with spread ``std``; NaN
+    below two seeds."""
+    if n < 2 or math.isnan(std):
+        return math.nan
+    return float(scipy_stats.t.ppf(0.975, n - 1) * std / math.sqrt(n))
 
 
 def _cell(mean: float, std: float) -> str:

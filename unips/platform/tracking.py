@@ -8,6 +8,8 @@ point at a tracking server instead.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -24,6 +26,7 @@ DEFAULT_ARTIFACTS = "mlruns"
 # MLflow 3's record of what an experiment is for. (Its 3.17 UI does not read it to pick a view: that is
 # the "GenAI | Model training" switch at its top left, remembered by the browser, or ?workflowType=machine_learning.)
 EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT = "mlflow.experimentKind", "custom_model_development"
+DESCRIPTION_TAG = "mlflow.note.content"  # what the UI shows as a run's description
 
 
 def resolve_tracking_uri(explicit: str | None, configured: str | None, workdir: Path) -> str:
@@ -55,8 +58,9 @@ def create_run(
     params: Mapping[str, Any],
     tags: Mapping[str, str] | None = None,
     artifact_root: Path | None = None,
+    description: str | None = None,
 ) -> str:
-    """Create an experiment (if needed) and a run with ``params``; return the run id."""
+    """Create an experiment (if needed) and a run with ``params`` (and ``description``); return the run id."""
     client = MlflowClient(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
@@ -69,11 +73,24 @@ def create_run(
         experiment_id = experiment.experiment_id
         if EXPERIMENT_KIND_TAG not in experiment.tags:  # made before we marked experiments
             client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, MODEL_DEVELOPMENT)
-    run = client.create_run(experiment_id, run_name=run_name, tags=dict(tags or {}))
+    tags = {**(tags or {}), **({DESCRIPTION_TAG: description} if description else {})}
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     items = [Param(key, str(value)) for key, value in params.items()]
     for start in range(0, len(items), 100):  # MLflow takes at most 100 params per batch
         client.log_batch(run.info.run_id, params=items[start : start + 100])
     return run.info.run_id
+
+
+def log_dataset(tracking_uri: str, run_id: str, name: str, annotations: Path, context: str) -> None:
+    """A split, named by its annotation file, as a dataset input of the run (the run list's Dataset column):
+    ``context`` says its use (training, evaluation); the digest is the file's SHA-256, so two runs on the same
+    annotations show the same dataset."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+    digest = hashlib.sha256(annotations.read_bytes()).hexdigest()[:12]
+    dataset = Dataset(name, digest, source_type="local", source=json.dumps({"uri": str(annotations)}))
+    MlflowClient(tracking_uri).log_inputs(run_id, [DatasetInput(dataset, [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
 
 
 RunStatus = Literal["RUNNING", "FINISHED", "FAILED"]
@@ -99,8 +116,25 @@ class MetricLogger:
 
     def __init__(self, tracking_uri: str, run_id: str) -> None:
         self.client = MlflowClient(tracking_uri)
-        self.run_id = run_id
+        self.tracking_uri, self.run_id = tracking_uri, run_id
         self._last_step: dict[str, int] = {}
+        self._system: Any = None  # MLflow's SystemMetricsMonitor, while it runs
+
+    def watch_system(self, interval_s: float) -> None:
+        """Sample this machine's CPU, memory, disk, network (and GPU) use every ``interval_s`` seconds into
+        the run's ``system/...`` metrics (MLflow's system metrics; a restart continues their steps)."""
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        if interval_s > 0 and self._system is None:
+            self._system = SystemMetricsMonitor(self.run_id, sampling_interval=interval_s, resume_logging=True,
+                                                tracking_uri=self.tracking_uri)
+            self._system.start()
+
+    def close(self) -> None:
+        """Stop the system metrics (their last samples flushed)."""
+        if self._system is not None:
+            self._system.finish()
+            self._system = None
 
     def log(self, metrics: Mapping[str, float], step: int) -> bool:
         """Log ``metrics`` at ``step`` unless this group was already logged there; True if logged."""

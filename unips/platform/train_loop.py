@@ -207,6 +207,7 @@ class LossWindow:
         if self.logger is not None:
             elapsed = _duration(time.perf_counter() - self.attempt_start)
             print(f"finished {self.cfg.optim.max_iter} steps; this attempt took {elapsed}", flush=True)
+            self.logger.close()
 
 
 def evaluate_and_log(model: torch.nn.Module, cfg: Config, val_set: PanopticDataset, logger: MetricLogger,
@@ -261,8 +262,10 @@ def data_on_this_node(cfg: Config) -> None:
 
 def announce(logger: MetricLogger, cfg: Config, step: int, where: str, skipped: list[str]) -> None:
     """Rank 0's first lines: unreadable checkpoints passed over (also an MLflow tag), where training starts; the
-    Ray node it runs on as the MLflow tag ``unips.node`` (a restart on another node updates it)."""
+    Ray node it runs on as the MLflow tag ``unips.node`` (a restart on another node updates it); the system
+    metrics start."""
     logger.client.set_tag(logger.run_id, TAG_NODE, ray.get_runtime_context().get_node_id())
+    logger.watch_system(cfg.platform.system_metrics_s)
     for path in skipped:
         print(f"warning: checkpoint {path} is unreadable; resuming from an older one", flush=True)
         logger.client.set_tag(logger.run_id, "unips.unreadable_checkpoint", path)
