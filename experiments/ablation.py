@@ -7,7 +7,7 @@
 
 Tables: 1 (msk/aff/e2e/heu/amx ablation), F (variant B vs C), H (GT vs predicted boxes),
 I (stuff trimming), J (SQ/RQ of the full model), and R (not in the paper: the full
-model without each remedy of the training recipe in turn, docs/method.md). Rows that
+model without each remedy of the training recipe in turn, docs/design.md). Rows that
 differ only at inference share one training. On a cluster (``ray submit``, or ``--address``) trials run as far
 apart as its resources allow. The last line is ``study=<name> tracking_uri=<uri>``:
 ``python experiments/tables.py --study <name>`` writes the tables.

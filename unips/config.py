@@ -140,7 +140,7 @@ class PanopticHeadConfig(_Section):
     end_to_end: bool = True  # the ablation's `e2e`: train with the panoptic matching loss
     affinity_channels: int = Field(128, ge=1)  # C of Q
     # The forms of the affinity correction the paper leaves open (unips/models/affinity.py); the
-    # defaults are the measured best on the synthetic set (docs/method.md, "The affinity correction").
+    # defaults are the measured best on the synthetic set (docs/design.md, "The affinity correction").
     # Scaling of phi1(Q) (phi0(Q)^T Psi): "pixels" = 1/n; "mass" = 1/sum_j Psi_j(k) per channel k; "none".
     affinity_scale: Literal["pixels", "mass", "none"] = "mass"
     affinity_activation: Literal["relu", "identity"] = "relu"  # after phi0 and phi1

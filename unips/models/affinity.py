@@ -5,7 +5,7 @@ affinities ``A = phi1(Q) phi0(Q)^T`` without ever forming the ``n x n`` matrix
 ``A``: the product is taken right to left, ``phi0(Q)^T Psi`` being only ``C x K``.
 ``phi0``, ``phi1`` are 1x1 convolutions followed by an activation (the paper names
 none). The forms below are switches because the paper leaves them open and they
-decide whether end-to-end training works (docs/method.md, "The affinity correction"):
+decide whether end-to-end training works (docs/design.md, "The affinity correction"):
 
 * ``S``: ``1 / n`` by default, so the correction does not grow with the image; or, per
   channel, one over the channel's mass ``sum_j Psi_j(k)``, so that a large segment does not

@@ -106,7 +106,7 @@ VARIANT_B = _setting(True, True, True, "model.panoptic.variant=B")
 
 PQ_ALL = ("PQ", "PQ_th", "PQ_st")
 
-# The recipe switches of issue 11 (docs/method.md): each row of Table R turns one of them back to the
+# The recipe switches of issue 11 (docs/design.md): each row of Table R turns one of them back to the
 # recipe before it, the last row turns them all back.
 WITHOUT_REMEDY = {
     "consistent detections": ("model.panoptic.train_detections=all",),

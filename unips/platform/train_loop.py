@@ -256,7 +256,7 @@ def data_on_this_node(cfg: Config) -> None:
     except FileNotFoundError as error:
         context = ray.get_runtime_context()
         raise FileNotFoundError(f"on Ray node {context.get_node_id()} ({ray.util.get_node_ip_address()}): {error}; "
-                                "every node needs the dataset at data.root (docs/studies.md, running on a cluster)"
+                                "every node needs the dataset at data.root (docs/cluster.md)"
                                 ) from None
 
 
