@@ -2,9 +2,10 @@
 
     python experiments/evaluate.py --checkpoint ray_results/<run>/checkpoint_<...> --mode full amx heu
     python experiments/evaluate.py --checkpoint state.pt --mode heu --trim-stuff --out outputs/eval
+    python experiments/evaluate.py --run latest      # the newest finished training in ./mlflow.db
 
 ``--checkpoint`` is a Ray Train checkpoint folder, its ``state.pt``, or the
-``checkpoint/state.pt`` artifact of an MLflow run; a local path or a storage URI
+``checkpoint/state.pt`` artifact of an MLflow run (``--run`` fetches that one); a local path or a storage URI
 (``s3://bucket/ray_results/<run>/checkpoint_<...>``, any filesystem pyarrow knows). For each mode, predictions are
 written to ``<out>/<mode>/panoptic_pred/`` + ``panoptic_pred.json`` (COCO panoptic,
 the dataset's category ids: any panoptic tool can score them) with pictures of ground
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import torch
@@ -26,12 +28,18 @@ from unips.config import Config
 from unips.datasets.build import build_dataset
 from unips.platform.checkpoint import model_from_checkpoint
 from unips.platform.evaluate import evaluate_as_configured
+from unips.platform.tracking import resolve_tracking_uri
+from unips.platform.trained_runs import checkpoint_of_run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="checkpoint folder or state.pt: a path or a URI")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="checkpoint folder or state.pt: a path or a URI")
+    source.add_argument("--run", help="an MLflow training run: 'latest', its name or its id (its final weights)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI for --run (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("--mode", nargs="+", choices=["full", "amx", "heu"], default=None,
                         help="inference modes (default: the run's eval.modes)")
     trim = parser.add_mutually_exclusive_group()
@@ -45,7 +53,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/eval"))
     args = parser.parse_args()
 
-    model, cfg, categories, step = model_from_checkpoint(args.checkpoint)
+    with tempfile.TemporaryDirectory() as folder:
+        if args.run is not None:
+            uri = resolve_tracking_uri(args.tracking_uri, None, Path.cwd())
+            args.checkpoint = str(checkpoint_of_run(uri, args.run, folder))
+        model, cfg, categories, step = model_from_checkpoint(args.checkpoint)
     if args.mode:
         cfg.eval.modes = args.mode
     if args.trim_stuff is not None:

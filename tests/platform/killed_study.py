@@ -1,8 +1,8 @@
 """The killed-and-resumed study of ``test_ablation.py``: two Ray nodes, a bucket and a tracking server, run in
 the background from the start of the suite.
 
-Table I on tiny images for two seeds, as a user runs it on a cluster (docs/studies.md, "Running on a
-cluster"): ``experiments/ablation.py --address <head>`` on a Ray cluster of two nodes with one CPU each
+Table I on tiny images for two seeds, as a user runs it on a cluster (docs/cluster.md):
+``experiments/ablation.py --address <head>`` on a Ray cluster of two nodes with one CPU each
 (``RayCluster``: separate raylets and object stores on this machine), Ray's storage in a bucket of an
 S3-compatible server and the runs on a real ``mlflow server`` with proxied artifacts, both on 127.0.0.1.
 Two trainings run at a time, one per node. The driver is SIGKILLed once Tune has recorded a trial as

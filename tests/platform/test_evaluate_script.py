@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import torch
+from mlflow.tracking import MlflowClient
 from panopticapi.evaluation import pq_compute
 
 from tests.platform.conftest import tiny_config
@@ -42,3 +43,32 @@ def test_evaluate_exports_predictions_panopticapi_scores_as_we_do(tmp_path: Path
             reference = pq_compute(str(cfg.data.root / "panoptic_val.json"), str(out / mode / "panoptic_pred.json"),
                                    str(cfg.data.root / "panoptic_val"), str(out / mode / "panoptic_pred"))
         assert abs(100 * reference["All"]["pq"] - metrics[f"{mode}/PQ"]) < 1e-9
+
+
+def test_run_latest_evaluates_the_final_weights_of_the_newest_finished_training(tmp_path: Path) -> None:
+    cfg = tiny_config(tmp_path, "eval.modes=[amx]")
+    dataset = build_dataset(cfg.data, "val", train=False)
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")  # where the command looks by default
+    experiment = client.create_experiment("unips", artifact_location=(tmp_path / "mlruns").as_uri())
+    for step, name, status in ((5, "older", "FINISHED"), (7, "newer", "FINISHED"), (9, "unfinished", "RUNNING")):
+        torch.manual_seed(step)
+        state = save_state(tmp_path / name, {"model": build_model(cfg, dataset.categories).state_dict(), "step": step,
+                                             "config": cfg.model_dump(mode="json"),
+                                             "categories": dataset.categories.to_json()})
+        run = client.create_run(experiment, run_name=f"train {name}", tags={"unips.run": name}).info.run_id
+        client.log_artifact(run, str(state), "checkpoint")
+        client.set_terminated(run, status)
+
+    def evaluate(*which: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(REPO / "experiments/evaluate.py"), *which, "--max-images", "1",
+                               "--num-visualizations", "0", "--out", str(tmp_path / "eval")],
+                              capture_output=True, text=True, cwd=tmp_path)
+
+    assert "checkpoint at step 7" in evaluate("--run", "latest").stdout
+    assert "checkpoint at step 5" in evaluate("--run", "older").stdout
+    assert "checkpoint at step 5" in evaluate("--run", "train older").stdout  # the name the UI shows
+    missing = evaluate("--run", "nope")
+    assert missing.returncode != 0
+    assert missing.stderr.strip().splitlines()[-1] == (
+        f"error: no finished training run named 'nope' in the MLflow store sqlite:///{tmp_path}/mlflow.db: "
+        "train one first, or pass --tracking-uri")
