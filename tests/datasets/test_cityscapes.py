@@ -92,13 +92,21 @@ def test_missing_split_names_the_searched_path(cityscapes_root: Path) -> None:
     assert not panoptic_json_path(cityscapes_root, "val").exists()
 
 
+def test_the_conversion_shows_a_bar_per_split_when_asked(cityscapes_root: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    prepare_cityscapes(cityscapes_root, progress=True)
+    captured = capsys.readouterr()
+    assert "train: 100%" in captured.err and "2/2" in captured.err and "val: 100%" in captured.err
+    assert "1/1" in captured.err and captured.out == ""  # the bar moved with cityscapesscripts' prints, kept off stdout
+
+
 def test_unconverted_dataset_says_how_to_convert(cityscapes_root: Path) -> None:
     with pytest.raises(FileNotFoundError, match="python -m unips.datasets.cityscapes --root"):
         build_dataset(DataConfig(dataset="cityscapes", root=cityscapes_root), "val", train=False)
 
 
 def _convert_command(root: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m unips.datasets.cityscapes --root ROOT`` as docs/data.md writes it: the verbose path."""
+    """``python -m unips.datasets.cityscapes --root ROOT`` as docs/data.md writes it, stderr a pipe."""
     return subprocess.run([sys.executable, "-m", "unips.datasets.cityscapes", "--root", str(root)],
                           capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
 
@@ -107,6 +115,8 @@ def test_the_command_converts_and_the_set_loads(cityscapes_root: Path) -> None:
     result = _convert_command(cityscapes_root)
     assert result.returncode == 0, result.stderr
     assert f"val: {panoptic_json_path(cityscapes_root, 'val')}" in result.stdout
+    # Not a terminal: no bar; cityscapesscripts' own per-file percentages never reach stdout.
+    assert result.stderr == "" and "Progress:" not in result.stdout, (result.stdout, result.stderr)
     dataset = build_dataset(DataConfig(dataset="cityscapes", root=cityscapes_root), "train", train=False)
     assert len(dataset) == 2
 

@@ -34,17 +34,27 @@ def test_cli_same_seed_gives_byte_identical_files(tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
         out = tmp_path / name
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "unips.datasets.synthetic", "--out", str(out), "--num-images", "6",
              "--height", "96", "--width", "160", "--seed", "3"],
-            check=True, capture_output=True,
+            check=True, capture_output=True, text=True,
         )
+        assert done.stderr == ""  # stderr is a pipe, not a terminal: no progress bar
+        assert done.stdout.startswith("wrote 6 train + 1 val images")
         runs.append(out)
     files = _files(runs[0])
     assert files == _files(runs[1])
     assert len(files) == (6 + 1) * 3 + 5  # 6 train + 1 val images, 3 PNGs each; 4 JSON + metadata
     match, mismatch, errors = filecmp.cmpfiles(runs[0], runs[1], files, shallow=False)
     assert mismatch == [] and errors == [] and len(match) == len(files)
+
+
+def test_generation_shows_a_bar_per_split_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    synthetic.generate(tmp_path / "quiet", 2, 1, 32, 32)
+    assert capsys.readouterr().err == ""  # the library's default: no bar
+    synthetic.generate(tmp_path / "shown", 2, 1, 32, 32, progress=True)
+    err = capsys.readouterr().err
+    assert "train: 100%" in err and "2/2" in err and "val: 100%" in err and "1/1" in err
 
 
 def test_different_seed_gives_different_scenes(tmp_path: Path) -> None:

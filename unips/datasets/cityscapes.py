@@ -20,11 +20,12 @@ import contextlib
 import io
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from unips.commands import run_command
 from unips.datasets.panoptic_format import read_json, write_json
+from unips.progress import progress_bar
 
 INSTANCE_SUFFIX = "_gtFine_instanceIds.png"
 IMAGE_SUFFIX = "_leftImg8bit.png"
@@ -82,11 +83,26 @@ def _replace(src: Path, dst: Path) -> None:
         src.rename(dst)
 
 
-def prepare_cityscapes(root: str | Path, splits: Sequence[str] = ("train", "val"), verbose: bool = False) -> None:
+class _ProgressPrints(io.TextIOBase):
+    """A stdout for cityscapesscripts: each ``\\rProgress: x %`` it prints (one per converted file) calls
+    ``advance(1)``; the text itself goes nowhere."""
+
+    def __init__(self, advance: Callable[[int], object]) -> None:
+        super().__init__()
+        self.advance = advance
+
+    def write(self, text: str) -> int:
+        self.advance(text.count("Progress:"))
+        return len(text)
+
+
+def prepare_cityscapes(root: str | Path, splits: Sequence[str] = ("train", "val"),
+                       progress: bool | None = False) -> None:
     """Convert the listed splits to COCO panoptic files (see the module docstring).
 
     The conversion runs in a temporary folder; files appear in ``gtFine`` only once
     a split is complete, so an interrupted run leaves earlier results intact.
+    ``progress``: a bar per split on stderr (True), only when stderr is a terminal (None), or none (False).
     """
     # Imported here: cityscapesscripts pulls in matplotlib, which only this step needs.
     from cityscapesscripts.preparation.createPanopticImgs import convert2panoptic
@@ -95,11 +111,12 @@ def prepare_cityscapes(root: str | Path, splits: Sequence[str] = ("train", "val"
     files = {split: _instance_files(root, split) for split in splits}
     tmp = Path(tempfile.mkdtemp(prefix=".panoptic-", dir=root / "gtFine"))
     try:
-        log = io.StringIO()
-        # cityscapesscripts prints its progress: the command shows it, the library keeps it quiet.
-        with contextlib.nullcontext() if verbose else contextlib.redirect_stdout(log):
-            convert2panoptic(cityscapesPath=str(root / "gtFine"), outputFolder=str(tmp), useTrainId=False,
-                             setNames=list(splits))
+        for split in splits:
+            # cityscapesscripts prints a percentage per file on stdout: kept off the terminal, it drives our bar.
+            with progress_bar(total=len(files[split]), desc=split, progress=progress) as bar:
+                with contextlib.redirect_stdout(_ProgressPrints(bar.update)):
+                    convert2panoptic(cityscapesPath=str(root / "gtFine"), outputFolder=str(tmp), useTrainId=False,
+                                     setNames=[split])
         for split in splits:
             city_of = {p.name[: -len(INSTANCE_SUFFIX)]: p.parent.name for p in files[split]}
             json_name = panoptic_json_path(root, split).name
@@ -118,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, required=True, help="folder holding gtFine/ and leftImg8bit/")
     parser.add_argument("--splits", nargs="+", default=["train", "val"])
     args = parser.parse_args(argv)
-    prepare_cityscapes(args.root, args.splits, verbose=True)
+    prepare_cityscapes(args.root, args.splits, progress=None)  # a bar on a terminal, nothing in a log
     for split in args.splits:
         print(f"{split}: {panoptic_json_path(args.root, split)} + {panoptic_png_dir(args.root, split)}/")
 

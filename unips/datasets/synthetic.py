@@ -43,6 +43,7 @@ from unips.commands import run_command
 from unips.datasets.categories import IGNORE_INDEX, Category, CategoryMap
 from unips.datasets.panoptic_format import id2rgb, mask_bbox_xywh, read_json, write_json, write_png
 from unips.datasets.coco_instances import thing_annotations
+from unips.progress import progress_bar
 
 BOX, DISC, TRIANGLE = 1, 2, 3
 ROAD, WALL, SKY, GRASS = 7, 9, 11, 13
@@ -391,13 +392,19 @@ def _scenes(
 
 
 def write_split(
-    out: Path, split: str, num_images: int, height: int, width: int, seed: int, params: SceneParams
+    out: Path, split: str, num_images: int, height: int, width: int, seed: int, params: SceneParams,
+    progress: bool | None = False,
 ) -> None:
-    """Write one split (images, panoptic PNG + JSON, semantic PNGs, instances JSON) under ``out``."""
+    """Write one split (images, panoptic PNG + JSON, semantic PNGs, instances JSON) under ``out``.
+
+    ``progress``: a bar per split on stderr (True), when it is a terminal (None), or none (False).
+    """
     for folder in (f"images/{split}", f"panoptic_{split}", f"semantic_{split}"):
         (out / folder).mkdir(parents=True)
     images, panoptic_anns, instance_anns = [], [], []
-    for image_id, image, panoptic, segments in _scenes(num_images, height, width, seed, split, params):
+    scenes = progress_bar(_scenes(num_images, height, width, seed, split, params), total=num_images, desc=split,
+                          progress=progress)
+    for image_id, image, panoptic, segments in scenes:
         name = f"{image_id:06d}.png"
         write_png(out / "images" / split / name, image)
         write_png(out / f"panoptic_{split}" / name, id2rgb(panoptic))
@@ -433,12 +440,15 @@ def generate(
     seed: int = 0,
     params: SceneParams = SceneParams(),
     overwrite: bool = False,
+    progress: bool | None = False,
 ) -> Path:
     """Generate the train and val splits into ``out`` atomically and return ``out``.
 
     The data are built in a temporary sibling folder and renamed into place only when
     complete: a failure leaves no partial folder behind, and an existing ``out`` is
     untouched unless ``overwrite`` (then it is replaced only after the new one is done).
+    ``progress``: a bar per split on stderr (True), only when stderr is a terminal (None), or none
+    (False, the default: training workers generate the set too, and print their own lines).
     """
     out = Path(out)
     if num_train < 1 or num_val < 1 or height < 32 or width < 32:
@@ -450,7 +460,7 @@ def generate(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         for split, count in zip(SPLITS, (num_train, num_val), strict=True):
-            write_split(tmp, split, count, height, width, seed, params)
+            write_split(tmp, split, count, height, width, seed, params, progress)
         write_json(tmp / METADATA_FILE, _metadata(num_train, num_val, height, width, seed, params))
         if out.exists():
             old = out.rename(out.with_name(f".{out.name}.old-{tmp.name}"))
@@ -504,7 +514,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out once the new set is done")
     args = parser.parse_args(argv)
     num_val = args.num_val if args.num_val is not None else max(1, args.num_images // 4)
-    out = generate(args.out, args.num_images, num_val, args.height, args.width, args.seed, overwrite=args.overwrite)
+    out = generate(args.out, args.num_images, num_val, args.height, args.width, args.seed, overwrite=args.overwrite,
+                   progress=None)  # a bar on a terminal, nothing in a log
     print(f"wrote {args.num_images} train + {num_val} val images ({args.height}x{args.width}, seed {args.seed}) "
           f"to {out}")
 
