@@ -75,7 +75,8 @@ def main() -> None:
     model.to("cuda" if torch.cuda.is_available() else "cpu")
 
     result = evaluate_as_configured(model, cfg, dataset, categories, export_dir=args.out,
-                                    num_visualizations=args.num_visualizations)
+                                    num_visualizations=args.num_visualizations,
+                                    progress=None)  # a bar on a terminal, nothing in a log
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "metrics.json").write_text(json.dumps({"checkpoint_step": step, "trim_stuff": cfg.eval.trim_stuff,
                                                        **result.metrics}, indent=2))

@@ -19,6 +19,7 @@ from unips.datasets import PanopticDataset
 from unips.evaluation.export import PanopticExporter
 from unips.testing.perturb import perturb
 from unips.evaluation.pq import main
+from unips.evaluation.pq_files import evaluate_pq_files
 from unips.evaluation.pq_stats import PQAccumulator
 from unips.evaluation.trim import trim_small_stuff
 from tests.evaluation.panoptic_files import assert_same_as_panopticapi, panopticapi_scores
@@ -82,6 +83,17 @@ def test_cli_with_workers_differs_from_in_memory_by_float_rounding_only(syntheti
     np.testing.assert_allclose(got[["pq", "sq", "rq", "iou"]], expected[["pq", "sq", "rq", "iou"]], rtol=0, atol=1e-12)
 
 
+def test_a_bar_counts_every_image_across_the_threads_when_asked(synthetic_root: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    dataset, _ = _predictions(synthetic_root, tmp_path)
+    gt, pred = synthetic_root / "panoptic_val.json", tmp_path / "pred.json"
+    quiet, _ = evaluate_pq_files(gt, pred, workers=2)
+    assert capsys.readouterr().err == ""  # the library's default: no bar
+    shown, _ = evaluate_pq_files(gt, pred, workers=2, progress=True)
+    assert "PQ: 100%" in (err := capsys.readouterr().err) and f"{len(dataset)}/{len(dataset)}" in err
+    assert shown.flat() == quiet.flat()
+
+
 def test_cli_prints_panopticapis_table(synthetic_root: Path, tmp_path: Path) -> None:
     _predictions(synthetic_root, tmp_path)
     code, printed = _run(_args(synthetic_root, tmp_path))
@@ -131,7 +143,7 @@ def test_module_entry_point_runs_and_fails_cleanly(synthetic_root: Path, tmp_pat
     _predictions(synthetic_root, tmp_path)
     command = [sys.executable, "-m", "unips.evaluation.pq", *_args(synthetic_root, tmp_path, "--workers", "2")]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0 and done.stderr == "", done.stderr  # stderr a pipe: no bar
     assert [line.split("|")[0].strip() for line in done.stdout.splitlines()[2:5]] == ["All", "Things", "Stuff"]
 
     data = json.loads((tmp_path / "pred.json").read_text())

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow.tracking import MlflowClient
 from panopticapi.evaluation import pq_compute
@@ -17,6 +18,7 @@ from tests.platform.conftest import tiny_config
 from unips.datasets.build import build_dataset
 from unips.models.build import build_model
 from unips.platform.checkpoint import save_state
+from unips.platform.evaluate import evaluate_as_configured
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,10 +31,12 @@ def test_evaluate_exports_predictions_panopticapi_scores_as_we_do(tmp_path: Path
     save_state(tmp_path / "ckpt", {"model": model.state_dict(), "step": 3, "config": cfg.model_dump(mode="json"),
                                    "categories": dataset.categories.to_json()})
     out = tmp_path / "eval"
-    printed = subprocess.run(
+    done = subprocess.run(
         [sys.executable, str(REPO / "experiments/evaluate.py"), "--checkpoint", str(tmp_path / "ckpt"),
          "--mode", "amx", "heu", "--no-trim-stuff", "--num-visualizations", "1", "--out", str(out)],
-        check=True, capture_output=True, text=True, cwd=tmp_path).stdout
+        check=True, capture_output=True, text=True, cwd=tmp_path)
+    printed = done.stdout
+    assert "evaluate + export" not in done.stderr  # stderr a pipe: no progress bar
     assert "checkpoint at step 3" in printed and "stuff trimming off" in printed
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["trim_stuff"] is False and {"amx/PQ", "heu/PQ", "amx/mIoU", "amx/AP_box"} <= set(metrics)
@@ -43,6 +47,17 @@ def test_evaluate_exports_predictions_panopticapi_scores_as_we_do(tmp_path: Path
             reference = pq_compute(str(cfg.data.root / "panoptic_val.json"), str(out / mode / "panoptic_pred.json"),
                                    str(cfg.data.root / "panoptic_val"), str(out / mode / "panoptic_pred"))
         assert abs(100 * reference["All"]["pq"] - metrics[f"{mode}/PQ"]) < 1e-9
+
+
+def test_evaluation_shows_a_bar_over_the_images_when_asked(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny_config(tmp_path, "eval.modes=[amx]")
+    dataset = build_dataset(cfg.data, "val", train=False)
+    model = build_model(cfg, dataset.categories)
+    evaluate_as_configured(model, cfg, dataset, dataset.categories)
+    assert capsys.readouterr().err == ""  # the library's default, and training's: no bar
+    evaluate_as_configured(model, cfg, dataset, dataset.categories, export_dir=tmp_path / "eval", progress=True)
+    assert "evaluate + export: 100%" in (err := capsys.readouterr().err) and "2/2" in err
 
 
 def test_run_latest_evaluates_the_final_weights_of_the_newest_finished_training(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result, accumulator = evaluate_pq_files(args.gt_json, args.pred_json, args.gt_folder, args.pred_folder,
                                                 workers=args.workers, stuff_area_limit=args.trim_stuff_area,
-                                                gt_cache=args.gt_cache)
+                                                gt_cache=args.gt_cache, progress=None)  # a bar on a terminal only
     except (PanopticFormatError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

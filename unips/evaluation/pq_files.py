@@ -16,6 +16,8 @@ with the same number of workers the floating-point sums are bit-identical.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from unips.datasets.panoptic_png import read_panoptic_png
 from unips.datasets.panoptic_format import PanopticFormatError, read_json
 from unips.evaluation.gt_cache import GroundTruthCache
 from unips.evaluation.pq_stats import PQAccumulator, PQResult
+from unips.progress import progress_bar
 
 @dataclass(frozen=True)
 class _Job:
@@ -40,7 +43,8 @@ class _Job:
 
 
 def _evaluate_chunk(jobs: list[_Job], categories: CategoryMap, stuff_area_limit: int | None,
-                    cache: GroundTruthCache | None) -> PQAccumulator:
+                    cache: GroundTruthCache | None, done: Callable[[], None] = lambda: None) -> PQAccumulator:
+    """The summed counts of ``jobs``, in order; ``done()`` after each image."""
     accumulator = PQAccumulator(categories, stuff_area_limit)
     for job in jobs:
         if cache is not None:
@@ -55,6 +59,7 @@ def _evaluate_chunk(jobs: list[_Job], categories: CategoryMap, stuff_area_limit:
         accumulator.update(pred, job.pred_segments, gt, job.gt_segments,
                            where_pred=f"image id {job.image_id} (prediction {job.pred_png})",
                            where_gt=f"image id {job.image_id} (ground truth {job.gt_png})")
+        done()
     return accumulator
 
 
@@ -105,6 +110,7 @@ def evaluate_pq_files(
     workers: int = 1,
     stuff_area_limit: int | None = None,
     gt_cache: str | os.PathLike[str] | None = None,
+    progress: bool | None = False,
 ) -> tuple[PQResult, PQAccumulator]:
     """PQ of a prediction folder against ground truth, as ``pq_compute(gt_json, pred_json, gt_folder, pred_folder)``.
 
@@ -116,6 +122,7 @@ def evaluate_pq_files(
         stuff_area_limit: if set, predicted stuff segments below this many pixels become void first.
         gt_cache: a folder where the ground truth is kept decoded (:mod:`unips.evaluation.gt_cache`),
             so that scoring another prediction set against it decodes only the predictions.
+        progress: a bar over the images on stderr (True), only when stderr is a terminal (None), or none (False).
 
     Returns:
         ``(result, accumulator)``: the scores and the summed per-category counts.
@@ -136,12 +143,19 @@ def evaluate_pq_files(
     cache = GroundTruthCache(gt_cache, gt_json) if gt_cache is not None else None
     workers = max(1, min(workers, len(jobs)))
     total = PQAccumulator(categories, stuff_area_limit)
-    if workers == 1:
-        total.merge(_evaluate_chunk(jobs, categories, stuff_area_limit, cache))
-    else:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(_evaluate_chunk, _chunks(jobs, workers), [categories] * workers,
-                                  [stuff_area_limit] * workers, [cache] * workers))
-        for part in parts:  # in chunk order, as panopticapi adds its processes' sums
-            total.merge(part)
+    with progress_bar(total=len(jobs), desc="PQ", progress=progress) as bar:
+        lock = threading.Lock()
+
+        def done() -> None:
+            with lock:  # threads share the bar; its count is a plain `+=`
+                bar.update(1)
+
+        if workers == 1:
+            total.merge(_evaluate_chunk(jobs, categories, stuff_area_limit, cache, done))
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                parts = list(pool.map(_evaluate_chunk, _chunks(jobs, workers), [categories] * workers,
+                                      [stuff_area_limit] * workers, [cache] * workers, [done] * workers))
+            for part in parts:  # in chunk order, as panopticapi adds its processes' sums
+                total.merge(part)
     return total.result(), total

@@ -26,6 +26,7 @@ from unips.evaluation.segments import dataset_segments
 from unips.models.build import build_postprocessor
 from unips.models.panoptic_net import UnifiedPanopticNet
 from unips.models.postprocess import PanopticPostprocessor
+from unips.progress import progress_bar
 
 
 @dataclass
@@ -56,13 +57,15 @@ def evaluate(
     export_dir: str | Path | None = None,
     num_visualizations: int = 0,
     batch_size: int = 2,
+    progress: bool | None = False,
 ) -> EvaluationResult:
     """Run ``model`` (in evaluation mode) over ``dataset`` and score every mode of ``postprocessor``.
 
     ``trim_stuff``: stuff segments below ``stuff_area_limit`` pixels become void before scoring.
     The first ``num_visualizations`` images get pictures of ground truth against prediction (in the result);
     with ``export_dir``, each mode's predictions go to ``export_dir/<mode>/`` as COCO panoptic PNG + JSON,
-    the pictures to ``export_dir/<mode>/visualizations/``.
+    the pictures to ``export_dir/<mode>/visualizations/``. ``progress``: a bar over the images on stderr (True), only
+    when stderr is a terminal (None), or none (False, the default: training evaluates in its workers).
     """
     if max_images is not None:
         dataset = Subset(dataset, range(min(max_images, len(dataset))))
@@ -79,17 +82,20 @@ def evaluate(
     # A generator of its own: creating a loader's iterator draws a seed, which from torch's global
     # generator would change what training samples next (RPN and RoI sampling draw from it).
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate_panoptic, generator=torch.Generator())
-    for images, targets in loader:
-        outputs = model(images, targets)
-        predictions = [postprocessor(out) for out in outputs]
-        for k, mode in enumerate(modes):
-            per_mode: list[dict[str, Any]] = [
-                {"image_id": out.image_id, "panoptic": by_mode[mode].panoptic,
-                 "segments_info": dataset_segments(by_mode[mode].segments, categories),
-                 "semantic": out.semantic if k == 0 else None, "detections": out.detections}
-                for out, by_mode in zip(outputs, predictions, strict=True)
-            ]
-            evaluators[mode].process(per_mode, targets, images)
+    with progress_bar(total=len(dataset), desc="evaluate" if export_dir is None else "evaluate + export",
+                      progress=progress) as bar:
+        for images, targets in loader:
+            outputs = model(images, targets)
+            predictions = [postprocessor(out) for out in outputs]
+            for k, mode in enumerate(modes):
+                per_mode: list[dict[str, Any]] = [
+                    {"image_id": out.image_id, "panoptic": by_mode[mode].panoptic,
+                     "segments_info": dataset_segments(by_mode[mode].segments, categories),
+                     "semantic": out.semantic if k == 0 else None, "detections": out.detections}
+                    for out, by_mode in zip(outputs, predictions, strict=True)
+                ]
+                evaluators[mode].process(per_mode, targets, images)
+            bar.update(len(images))
     model.train(was_training)
     metrics = {f"{mode}/{name}": value for mode, ev in evaluators.items() for name, value in ev.evaluate().items()}
     return EvaluationResult(metrics, {mode: ev.per_class() for mode, ev in evaluators.items()}, export_dirs,
