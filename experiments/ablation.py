@@ -36,6 +36,9 @@ def main() -> None:
                         help="Ray cluster to join (default: the one this machine belongs to, else a local one)")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="Ray Tune's own output too: its trial status table every 30 s (default: a line per "
+                             "finished trial, and the trainings' step lines)")
     parser.add_argument("overrides", nargs="*", help="config overrides for every training, key.sub=value")
     add_workdir_argument(parser)
     args = parser.parse_args()
@@ -57,7 +60,7 @@ def main() -> None:
     init_ray(args.address)
     outcome = run_study(args.preset, table_keys,
                         seeds=args.seeds, overrides=args.overrides, name=args.name, resume=args.resume,
-                        tracking_uri=args.tracking_uri)
+                        tracking_uri=args.tracking_uri, verbose=args.verbose)
     ray.shutdown()  # before the summary: Ray prints its workers' late log lines until then
     print(f"\n{outcome.trainings} training(s) for {outcome.rows} row(s); tables with:\n"
           f"  python experiments/tables.py --study {outcome.name} --tracking-uri {outcome.tracking_uri}")

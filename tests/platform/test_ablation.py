@@ -176,3 +176,23 @@ def test_runs_read_as_what_they_are_in_the_mlflow_ui(resumed_study: ResumedStudy
     assert len(names) == 2 * SEEDS
     (parent,) = study_runs(uri, study, "study")
     assert parent.info.run_name == study and "figures/study.png" in parent.data.tags["mlflow.note.content"]
+
+
+def test_the_drivers_print_a_line_per_finished_trial_and_not_tunes_status_table(resumed_study: ResumedStudy) -> None:
+    """Without --verbose: ``trial <name> finished in <time> (<k>/4 done, <r> running, <p> pending)`` as each trial
+    ends, in the killed driver and in the resumed one (whose RunConfig ``Tuner.restore`` unpickled), and none of
+    Tune's status tables (``Trial status: ...``, ``Current time: ...``, every 30 s)."""
+    study = resumed_study
+    line = re.compile(r"^trial (\S+) finished in (?:\d+ s|\d+ min \d+ s|\d+ h \d\d min) "
+                      r"\((\d)/4 done, (\d) running, (\d) pending\)$", re.M)
+    outputs = {log: driver_output(study.workdir, log) for log in ("first", "resumed")}
+    for log, output in outputs.items():
+        assert "Trial status:" not in output and "Current time:" not in output, (log, output[-3000:])
+        assert "failed after" not in output, (log, output[-3000:])
+    first, resumed = (line.findall(outputs[log]) for log in ("first", "resumed"))
+    assert first, outputs["first"][-3000:]  # the first wave finished before the kill
+    trials = {run.data.tags["unips.run"].removeprefix(f"{STUDY}-") for run in study_runs(study.uri, STUDY, "training")}
+    assert {name for name, *_ in first + resumed} == trials
+    # The resumed driver counts the trials Tune had recorded as finished before the kill as done; its last line
+    # says nothing is left.
+    assert int(resumed[0][1]) >= len(study.first_results) + 1 and resumed[-1][1:] == ("4", "0", "0")

@@ -39,6 +39,7 @@ from unips.platform import storage
 from unips.platform.launch import TAG_RUN, absolute_paths, launch_training
 from unips.platform.studies import (MODE_FREE, PANOPTIC_IOU, TAG_KIND, TAG_MODE, TAG_ROW, TAG_SEED, TAG_STUDY,
                                    TAG_TABLES, TAG_TRAINING, Row, TableSpec, select, trainings)
+from unips.platform.study_progress import restore_output, tune_output
 from unips.platform.study_report import log_study_report, study_tables
 from unips.platform.tracking import (DEFAULT_ARTIFACTS, DESCRIPTION_TAG, create_run, find_runs, require_store,
                                     resolve_tracking_uri, set_status)
@@ -208,9 +209,12 @@ def run_study(
     resume: bool = False,
     tracking_uri: str | None = None,
     workdir: str | Path | None = None,
+    verbose: bool = False,
 ) -> StudyOutcome:
     """Run (or with ``resume``, continue: the study ``name``, else the latest of ``preset`` in the tracking
-    store) the study of ``table_keys`` on the connected Ray instance."""
+    store) the study of ``table_keys`` on the connected Ray instance.
+
+    It prints a line per finished trial; ``verbose`` brings back Ray Tune's own status table."""
     workdir = Path(workdir or Path.cwd()).resolve()
     base = absolute_paths(load_config(preset, list(overrides or [])), workdir)
     location: str = base.platform.storage_path  # type: ignore[assignment]
@@ -224,6 +228,7 @@ def run_study(
         set_status(uri, parent, "RUNNING")
         tuner = tune.Tuner.restore(storage.join(location, name), trainable=_trainable(), resume_unfinished=True,
                                    resume_errored=True)
+        restore_output(tuner, verbose)
     else:
         name = name or f"{base.name}-study-{datetime.now():%Y%m%d-%H%M%S}"
         if storage.exists(study_dir := storage.join(location, name)):
@@ -232,7 +237,7 @@ def run_study(
         plan = plan_study(preset, list(overrides or []), tables)
         parent = _record_study(uri, base, name, preset, tables, seeds, list(overrides or []), len(plan), workdir)
         storage.make_dirs(study_dir)
-        tuner = _new_tuner(base, preset, location, name, plan, seeds, tables, workdir, uri, parent)
+        tuner = _new_tuner(base, preset, location, name, plan, seeds, tables, workdir, uri, parent, verbose)
     try:
         results = tuner.fit()
     except BaseException:
@@ -263,7 +268,7 @@ def _record_study(uri: str, base: Config, name: str, preset: str, tables: list[T
 
 
 def _new_tuner(base: Config, preset: str, location: str, name: str, plan: dict[str, Any], seeds: int,
-               tables: list[TableSpec], workdir: Path, uri: str, parent: str) -> tune.Tuner:
+               tables: list[TableSpec], workdir: Path, uri: str, parent: str, verbose: bool = False) -> tune.Tuner:
     """One trial per (training setting, seed), as many at once as the cluster holds."""
     param_space = {
         "training": tune.grid_search(list(plan)), "seed": tune.grid_search(list(range(seeds))),
@@ -275,7 +280,7 @@ def _new_tuner(base: Config, preset: str, location: str, name: str, plan: dict[s
         _trainable(), param_space=param_space,
         tune_config=tune.TuneConfig(max_concurrent_trials=concurrency(base),
                                     trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-        run_config=tune.RunConfig(name=name, storage_path=location, verbose=1),
+        run_config=tune.RunConfig(name=name, storage_path=location, **tune_output(verbose)),
     )
 
 
