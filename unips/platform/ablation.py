@@ -155,7 +155,7 @@ def describe_training(rows: list[Row], seed: int, tables: list[TableSpec]) -> st
     """A training run's description in the MLflow UI: what it trains and which rows read it out."""
     served = "; ".join(f"'{row.name}' (table {', '.join(tables_of(row, tables))}, {row.mode})" for row in rows)
     return (f"Trains {_setting(rows[0])}, seed {seed}. Its weights are read out for the rows {served}: each is a "
-            "row run of the study. Losses and evaluations by step, pictures in the image view.")
+            "row run of the study. Losses and evaluations by step; the pictures of each evaluation under images/.")
 
 
 def describe_row(row: Row, seed: int, trim: bool, tables: list[TableSpec], training_run_id: str) -> str:
