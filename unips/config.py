@@ -259,6 +259,9 @@ class PlatformConfig(_Section):
     # Seconds between samples of CPU, memory, disk, network (and GPU) use, logged by rank 0 as MLflow's
     # system metrics (system/...) of the training run; 0: off.
     system_metrics_s: float = Field(10.0, ge=0.0)
+    # The final network is logged as the run's MLflow model (runs:/<run_id>/model); with a name here it is
+    # also registered, a new version of the registered model of that name (models:/<name>/<version>).
+    register_model: str | None = None
 
 
 class Config(_Section):

@@ -33,6 +33,23 @@ def tiny_config(root: Path, *overrides: str) -> Config:
     return load_config("smoke", [*TINY, f"data.root={root / 'data'}", "data.synthetic.generate=true", *overrides])
 
 
+def tiny_checkpoint(folder: Path, *overrides: str) -> Path:
+    """A tiny network with random weights (seed 0) saved as a training's final weights, ``folder/state.pt``:
+    what the predict command and the MLflow model read, without a training. Every detection is kept
+    (``eval.score_thresh=0``), so that random weights still answer with thing segments."""
+    import torch
+
+    from unips.datasets.synthetic import CATEGORIES
+    from unips.models.build import build_model
+    from unips.platform.checkpoint import save_state
+
+    cfg = tiny_config(folder, "eval.score_thresh=0.0", *overrides)
+    torch.manual_seed(0)
+    model = build_model(cfg, CATEGORIES)
+    return save_state(folder, {"model": model.state_dict(), "step": 1, "config": cfg.model_dump(mode="json"),
+                               "categories": CATEGORIES.to_json()})
+
+
 def start_local_ray() -> None:
     """The suite's one real local Ray instance (2 CPUs), started at its first use."""
     import ray

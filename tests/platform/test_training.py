@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.platform.conftest import ROOT, tiny_config
+from tests.platform.test_mlflow_model import assert_model_predicts_as_checkpoint
 from tests.servers import MlflowServer, S3Server
 from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE, load_state
@@ -226,7 +227,7 @@ def test_ddp_training_rides_out_a_tracking_server_outage(local_ray: None, tmp_pa
                                                           mlflow_server: MlflowServer) -> None:
     uri = mlflow_server.uri
     cfg = tiny_config(tmp_path, "platform.num_workers=2", "optim.max_iter=4", "optim.steps=[4]",
-                      "optim.checkpoint_period=2")
+                      "optim.checkpoint_period=2", "platform.register_model=unips-ddp")
     # The server crashes once step 1 is logged and answers again some 10 s later, after its restart
     # (docs/training.md: rank 0 waits inside MLflow's HTTP retries, the other rank at the next gradient
     # all-reduce). Longer outages only wait for a later retry (at 28, 60, 124 s): wall time, no new path.
@@ -253,6 +254,10 @@ def test_ddp_training_rides_out_a_tracking_server_outage(local_ray: None, tmp_pa
     for folder in ("", "checkpoint", "per_class"):
         files |= {a.path for a in client.list_artifacts(run.info.run_id, folder) if not a.is_dir}
     assert {"config.yaml", "checkpoint/state.pt", "per_class/per_class_full.csv", "per_class/full.json"} <= files
+    # The final network as the run's MLflow model, registered under the configured name, through the server:
+    # in a fresh process it answers as the checkpoint does.
+    assert_model_predicts_as_checkpoint(uri, [f"runs:/{run.info.run_id}/model", "models:/unips-ddp/1"],
+                                        outcome.checkpoint, [str(mode) for mode in cfg.eval.modes], tmp_path)
     assert _picture_steps(uri, run.info.run_id) == {"full~000001": [4]}
     config_yaml = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path)))
     assert "max_iter: 4" in config_yaml.read_text()

@@ -32,6 +32,7 @@ from unips.models.build import build_model
 from unips.platform import storage
 from unips.platform.checkpoint import STATE_FILE, load_state, rng_state, save_state, set_rng_state
 from unips.platform.evaluate import evaluate_as_configured
+from unips.platform.mlflow_model import log_panoptic_model
 from unips.platform.sampler import InfiniteShardedSampler
 from unips.platform.schedule import build_optimizer, build_scheduler, panoptic_loss_factor
 from unips.platform.tracking import MetricLogger
@@ -234,7 +235,8 @@ def evaluate_and_log(model: torch.nn.Module, cfg: Config, val_set: PanopticDatas
 def checkpoint(trainee: Trainee, cfg: Config, categories: CategoryMap,
                logger: MetricLogger | None) -> Iterator[ray.train.Checkpoint | None]:
     """Rank 0's checkpoint for ``ray.train.report`` (None on the other ranks); at the last step the
-    weights also go to MLflow (without the optimizer state, which only resuming needs)."""
+    weights also go to MLflow (without the optimizer state, which only resuming needs), as the artifact
+    ``checkpoint/state.pt`` and inside the run's MLflow model ``model`` (:mod:`unips.platform.mlflow_model`)."""
     with tempfile.TemporaryDirectory() as folder:
         if logger is None:
             yield None
@@ -243,8 +245,10 @@ def checkpoint(trainee: Trainee, cfg: Config, categories: CategoryMap,
         save_state(folder, {**trainee.state(), "rng": rng_state(), **about})
         if trainee.step == cfg.optim.max_iter:
             with tempfile.TemporaryDirectory() as weights:
-                logger.log_artifact(save_state(weights, {"model": trainee.model.state_dict(), "step": trainee.step,
-                                                         **about}), "checkpoint")
+                final = save_state(weights, {"model": trainee.model.state_dict(), "step": trainee.step, **about})
+                logger.log_artifact(final, "checkpoint")
+                log_panoptic_model(logger.tracking_uri, logger.run_id, final, str(cfg.eval.modes[0]),
+                                   step=trainee.step, register_as=cfg.platform.register_model)
         yield ray.train.Checkpoint.from_directory(folder)
 
 
