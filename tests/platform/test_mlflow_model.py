@@ -24,6 +24,7 @@ from unips.evaluation.segments import dataset_segments
 from unips.models.postprocess import PanopticPostprocessor
 from unips.platform.checkpoint import model_from_checkpoint
 from unips.platform.mlflow_model import log_panoptic_model, using_tracking_uri
+from unips.platform.predict import load_predictor
 from unips.platform.tracking import create_run
 
 Answers = dict[str, list[tuple[np.ndarray, list[dict[str, Any]]]]]  # mode -> per picture (ids, segments_info)
@@ -120,3 +121,15 @@ def test_a_logged_model_answers_as_its_checkpoint_in_a_fresh_process(tmp_path: P
     assert f"torch=={version('torch')}" in requirements.split() and "unips" not in requirements
     assert_model_predicts_as_checkpoint(uri, [f"runs:/{run_id}/model", "models:/unips-tiny/1"], checkpoint,
                                         ["full", "amx", "heu"], tmp_path)
+
+    # experiments/predict.py's sources: the run's checkpoint/state.pt, or the MLflow model.
+    picture = np.asarray(Image.open(io.BytesIO(encoded_pictures()[0])))
+    expected = checkpoint_answers(checkpoint, encoded_pictures()[:1], ["heu"])["heu"]
+    for source in ({"run": run_id}, {"model_uri": "models:/unips-tiny/1"}):
+        answer = load_predictor(**source, tracking_uri=uri)(picture, ["heu"])["heu"]
+        assert_same_answers({"heu": [(answer.panoptic, answer.segments_info)]}, {"heu": expected}, str(source))
+    bare = create_run(uri, "unips-model-test", "unfinished", {})
+    with pytest.raises(FileNotFoundError, match=f"training run {bare} \\(unfinished\\) has no checkpoint/state.pt"):
+        load_predictor(run=bare, tracking_uri=uri)
+    with pytest.raises(LookupError, match="MLflow model models:/nothing/1 not found"):
+        load_predictor(model_uri="models:/nothing/1", tracking_uri=uri)

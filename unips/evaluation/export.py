@@ -103,11 +103,12 @@ class PanopticExporter:
         self._seen: set[Any] = set()
 
     def add(self, image_id: int | str, panoptic: Any, segments_info: Sequence[dict[str, Any]],
-            file_name: str | None = None) -> Path:
-        """Write one prediction's PNG; ``file_name`` is the image's file name (its stem names the PNG)."""
+            file_name: str | None = None, png_name: str | None = None) -> Path:
+        """Write one prediction's PNG; ``file_name`` is the image's file name (its stem names the PNG unless
+        ``png_name`` does)."""
         if image_id in self._seen:
             raise PanopticFormatError(f"image id {image_id} was already exported to {self.folder}")
-        png_name = f"{Path(file_name).stem if file_name else image_id}.png"
+        png_name = png_name or f"{Path(file_name).stem if file_name else image_id}.png"
         ids, annotation = panoptic_annotation(image_id, panoptic, segments_info, self.categories, png_name)
         path = self.folder / png_name
         write_png_atomic(path, id2rgb(ids))
