@@ -12,7 +12,7 @@ from PIL import Image
 
 from unips.datasets import PanopticDataset, PanopticFormatError
 from unips.datasets.panoptic_png import read_panoptic_png
-from unips.evaluation.export import PanopticExporter, write_png_atomic, write_visualizations
+from unips.evaluation.export import PanopticExporter, visualization_pictures, write_png_atomic, write_visualizations
 from unips.testing.perturb import perturb
 from unips.evaluation.pq_stats import PQAccumulator
 from unips.evaluation.visualize import colorize_panoptic, overlay
@@ -95,8 +95,9 @@ def test_visualizations_show_ground_truth_left_and_prediction_right(synthetic_ro
     image, _, record = dataset.load(0)
     _, target = dataset[0]
     pred = np.roll(target["panoptic"].numpy(), 7, axis=1)
-    paths = write_visualizations(tmp_path, "000001", dataset.categories, pred=(pred, target["segments_info"]),
-                                 gt=(target["panoptic"], target["segments_info"]), image=image)
+    pictures = visualization_pictures("000001", dataset.categories, pred=(pred, target["segments_info"]),
+                                      gt=(target["panoptic"], target["segments_info"]), image=image)
+    paths = write_visualizations(tmp_path, "000001", pictures)
     assert [p.name for p in paths] == ["000001_overlay.png", "000001_gt_vs_pred.png"]
     pair = np.array(Image.open(paths[1]))
     height, width = image.shape[:2]

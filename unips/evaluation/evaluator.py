@@ -169,8 +169,7 @@ class PanopticEvaluator:
                                               image=_picture(image) if image is not None else None)
             self.pictures[stem] = pictures
             if self.export_dir is not None:
-                write_visualizations(self.export_dir / "visualizations", stem, self.categories,
-                                     pred=(output["panoptic"], output["segments_info"]), pictures=pictures)
+                write_visualizations(self.export_dir / "visualizations", stem, pictures)
 
     def evaluate(self) -> dict[str, float]:
         """Flat metrics in percent (see the module docstring); writes the export JSON if exporting."""

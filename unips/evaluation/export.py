@@ -150,21 +150,11 @@ def visualization_pictures(
     return pictures
 
 
-def write_visualizations(
-    out_dir: str | os.PathLike[str],
-    stem: str,
-    categories: CategoryMap,
-    pred: tuple[Any, Sequence[dict[str, Any]]],
-    gt: tuple[Any, Sequence[dict[str, Any]]] | None = None,
-    image: np.ndarray | None = None,
-    alpha: float = 0.5,
-    pictures: dict[str, np.ndarray] | None = None,
-) -> list[Path]:
-    """:func:`visualization_pictures` (or the ``pictures`` already made of them) as
-    ``<stem>_overlay.png`` and, with ground truth, ``<stem>_gt_vs_pred.png`` in ``out_dir``; the written paths."""
+def write_visualizations(out_dir: str | os.PathLike[str], stem: str, pictures: dict[str, np.ndarray]) -> list[Path]:
+    """:func:`visualization_pictures` as ``<stem>_overlay.png`` (and ``<stem>_gt_vs_pred.png``) in ``out_dir``;
+    the written paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    pictures = pictures or visualization_pictures(stem, categories, pred, gt, image, alpha)
     paths = []
     for name, picture in pictures.items():
         paths.append(out_dir / f"{stem}_{name}.png")

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from unips.datasets.pictures import UnreadablePicture, read_picture
-from unips.evaluation.export import PanopticExporter, write_visualizations
+from unips.evaluation.export import PanopticExporter, visualization_pictures, write_visualizations
 from unips.platform.inference import PanopticPredictor
 from unips.progress import progress_bar
 
@@ -102,8 +102,9 @@ def predict_pictures(predictor: PanopticPredictor, files: Sequence[Path], out: P
             exporters[mode].add(image_id, answer.panoptic, answer.segments_info, file_name=str(path),
                                 png_name=f"{image_id}.png")
             if overlays:
-                write_visualizations(summary.out_dirs[mode] / "overlays", image_id, predictor.categories,
-                                     (answer.panoptic, answer.segments_info), image=image)
+                pictures = visualization_pictures(image_id, predictor.categories,
+                                                  (answer.panoptic, answer.segments_info), image=image)
+                write_visualizations(summary.out_dirs[mode] / "overlays", image_id, pictures)
         summary.predicted += 1
     for exporter in exporters.values():
         exporter.write_json()
