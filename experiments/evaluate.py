@@ -70,7 +70,7 @@ def main() -> None:
         cfg = Config.model_validate(cfg.model_dump())  # do the chosen modes fit the trained network?
     except ValidationError as error:
         reasons = "; ".join(e["msg"].removeprefix("Value error, ") for e in error.errors())
-        raise ValueError(f"{args.checkpoint}: {reasons}") from None
+        raise ValueError(f"{f'training run {args.run!r}' if args.run else args.checkpoint}: {reasons}") from None
     dataset = build_dataset(cfg.data, args.split or cfg.data.val_split, train=False)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
 

@@ -108,7 +108,8 @@ def test_predict_errors_name_the_input_at_fault(tmp_path: Path, monkeypatch: pyt
     assert_one_error_line(missing, r"no picture or folder nowhere")
     no_masks = run_here([PREDICT, "--checkpoint", str(checkpoint), "pictures", "--modes", "heu"], tmp_path,
                         monkeypatch, capsys)
-    assert_one_error_line(no_masks, r"mode 'heu' is not one of this network's modes \(amx, full\).*mask head")
+    assert_one_error_line(no_masks, r"mode 'heu' is not one of this network's modes \(full, amx\): "
+                                    r"eval.modes has 'heu'.*with_masks is false")
     (tmp_path / "cut").mkdir()
     (tmp_path / "cut" / "state.pt").write_bytes(checkpoint.read_bytes()[:2000])  # a copy cut short
     cut = run_here([PREDICT, "--checkpoint", "cut", "pictures"], tmp_path, monkeypatch, capsys)

@@ -258,7 +258,7 @@ def test_ddp_training_rides_out_a_tracking_server_outage(local_ray: None, tmp_pa
     # in a fresh process it answers as the checkpoint does.
     assert_model_predicts_as_checkpoint(uri, [f"runs:/{run.info.run_id}/model", "models:/unips-ddp/1"],
                                         outcome.checkpoint, [str(mode) for mode in cfg.eval.modes], tmp_path)
-    assert _picture_steps(uri, run.info.run_id) == {"full~000001": [4]}
+    assert _picture_steps(uri, run.info.run_id) == {f"{mode}~000001": [4] for mode in ("full", "amx", "heu")}
     config_yaml = Path(client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path)))
     assert "max_iter: 4" in config_yaml.read_text()
     assert (tmp_path / "server-artifacts").is_dir() and not (tmp_path / "mlruns").exists()

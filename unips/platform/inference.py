@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
-from unips.config import Config, InferenceMode
+from unips.config import Config, InferenceMode, with_override
 from unips.datasets.categories import CategoryMap
 from unips.evaluation.segments import dataset_segments
 from unips.models.panoptic_net import UnifiedPanopticNet
@@ -37,13 +38,17 @@ class PanopticAnswer:
 
 
 def answerable_modes(cfg: Config) -> list[str]:
-    """The inference modes a network built from ``cfg`` can answer in (``amx`` always)."""
-    modes = [InferenceMode.AMX]
-    if cfg.model.panoptic.use_affinity:
-        modes.append(InferenceMode.FULL)
-    if cfg.model.detector.with_masks:
-        modes.append(InferenceMode.HEU)
-    return [str(mode) for mode in modes]
+    """The inference modes a network built from ``cfg`` can answer in: those the config accepts as
+    ``eval.modes`` (its one check of the switches against the modes)."""
+    return [str(mode) for mode in InferenceMode if _accepts(cfg, str(mode))]
+
+
+def _accepts(cfg: Config, mode: str) -> bool:
+    try:
+        with_override(cfg, f"eval.modes=[{mode}]")
+    except ValueError:
+        return False
+    return True
 
 
 class PanopticPredictor:
@@ -75,13 +80,19 @@ class PanopticPredictor:
         return cls(model, cfg, categories, device)
 
     def check_modes(self, modes: Sequence[str]) -> list[str]:
-        """``modes`` as strings, or a ``ValueError`` naming one this network cannot answer in."""
+        """``modes`` as strings, or a ``ValueError`` naming one this network cannot answer in, and why (the
+        config's reason)."""
         for mode in modes:
             if str(mode) not in self.modes:
-                need = {"full": "the affinity head (model.panoptic.use_affinity)",
-                        "heu": "the mask head (model.detector.with_masks)"}.get(str(mode), "")
-                raise ValueError(f"mode '{mode}' is not one of this network's modes ({', '.join(self.modes)})"
-                                 + (f": it needs {need}" if need else ""))
+                try:
+                    with_override(self.cfg, f"eval.modes=[{mode}]")
+                    reason = "unknown"
+                except ValidationError as error:
+                    reason = error.errors()[0]["msg"].removeprefix("Value error, ")
+                except ValueError as error:
+                    reason = str(error)
+                raise ValueError(f"mode '{mode}' is not one of this network's modes ({', '.join(self.modes)}): "
+                                 f"{reason}")
         return [str(mode) for mode in modes]
 
     @torch.no_grad()
