@@ -1,6 +1,7 @@
 """Regenerate the paper's tables from a study's MLflow runs.
 
     python experiments/tables.py --study smoke-study-20261126-101500
+    python experiments/tables.py --study latest      # the newest study in ./mlflow.db
     python experiments/tables.py --study NAME --format latex --out outputs/tables --tracking-uri http://head:5000
 
 Writes ``table_<key>.<md|tex|csv>`` for every table of the study into ``--out`` (our
@@ -24,7 +25,8 @@ from unips.platform.tracking import require_store, resolve_tracking_uri
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--study", required=True, help="the name experiments/ablation.py printed (study=...)")
+    parser.add_argument("--study", required=True,
+                        help="the name experiments/ablation.py printed (study=...), or 'latest' for the newest study")
     parser.add_argument("--format", choices=["md", "latex", "csv"], default="md")
     parser.add_argument("--out", type=Path, default=Path("outputs/tables"), help="folder for the table files")
     parser.add_argument("--tracking-uri", default=None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ from PIL import Image
 
 from unips.platform.studies import TABLES
 from unips.platform.study_report import FIGURE, log_study_report, study_figure
-from unips.platform.tables import build_table, seed_interval, study_rows, to_markdown, write_tables
+from unips.platform.tables import build_table, seed_interval, study_name, study_rows, to_markdown, write_tables
 
 # Table H for two seeds: (row, seed) -> metrics.
 H_RUNS = {
@@ -138,3 +139,14 @@ def test_the_study_report_goes_to_the_parent_run_and_replaces_itself(store: str,
     assert logged == {"tables/table_H.md", "tables/table_H.tex", "tables/table_H.csv", "tables/paper_H.csv", FIGURE}
     picture = Image.open(client.download_artifacts(parent, FIGURE, str(tmp_path)))
     assert picture.format == "PNG" and picture.size == Image.open(tmp_path / "out" / "study.png").size
+
+
+def test_latest_names_the_newest_study_and_an_empty_store_says_so(store: str, tmp_path: Path) -> None:
+    client = MlflowClient(store)
+    experiment = client.get_experiment_by_name("unips").experiment_id
+    for name in ("older", "newer"):
+        client.create_run(experiment, tags={"unips.kind": "study", "unips.study": name})
+        time.sleep(0.01)  # distinct start times
+    assert study_name("latest", store) == "newer" and study_name("s", store) == "s"
+    with pytest.raises(LookupError, match=r"no study in sqlite:///.*empty\.db: run experiments/ablation\.py first"):
+        study_name("latest", f"sqlite:///{tmp_path}/empty.db")

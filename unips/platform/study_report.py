@@ -16,7 +16,8 @@ from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
 from unips.platform.studies import select
-from unips.platform.tables import Table, build_table, seed_interval, study_parent, study_rows, write_tables
+from unips.platform.tables import (Table, build_table, seed_interval, study_name, study_parent, study_rows,
+                                  write_tables)
 
 FIGURE = "figures/study.png"  # the figure's artifact path on the study's parent run
 TABLE_FORMATS = ("md", "latex", "csv")
@@ -81,7 +82,9 @@ def _differences_panel(axes, table: Table) -> None:
 
 
 def study_tables(study: str, tracking_uri: str) -> tuple[list[Table], int, str]:
-    """The study's tables from its MLflow runs, its seed count and its parent run's id."""
+    """The study's tables from its MLflow runs (``latest``: the newest study's), its seed count and its parent
+    run's id."""
+    study = study_name(study, tracking_uri)
     parent = study_parent(study, tracking_uri)
     runs = study_rows(study, tracking_uri)
     tables = [build_table(spec, runs, parent["params.dataset"]) for spec in select(parent["params.tables"].split(","))]

@@ -52,6 +52,19 @@ def study_rows(study: str, tracking_uri: str) -> pd.DataFrame:
     return runs
 
 
+LATEST = "latest"  # as a study name: the newest study in the store
+
+
+def study_name(study: str, tracking_uri: str) -> str:
+    """``study``, or for ``latest`` the name of the newest study in the store."""
+    if study != LATEST:
+        return study
+    runs = find_runs(tracking_uri, {TAG_KIND: "study"})
+    if not runs:
+        raise LookupError(f"no study in {tracking_uri}: run experiments/ablation.py first, or pass --tracking-uri")
+    return runs[0].data.tags[TAG_STUDY]
+
+
 def study_parent(study: str, tracking_uri: str) -> pd.Series:
     """The study's parent run (its params say preset, tables and seeds)."""
     runs = _search(tracking_uri, study, "study")
