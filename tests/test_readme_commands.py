@@ -24,17 +24,18 @@ ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = ".venv/bin/"
 
 
-def readme_commands() -> list[str]:
-    """Every line of the README's ``bash`` blocks, without its trailing comment."""
-    text = (ROOT / "README.md").read_text()
+def readme_commands(document: str = "README.md") -> list[str]:
+    """Every line of the ``bash`` blocks of the README (or of another Markdown file of the repository), without
+    its trailing comment."""
+    text = (ROOT / document).read_text()
     blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
-    return [line for line in lines if line]
+    return [line for line in lines if line and not line.startswith("#")]
 
 
-def readme_command(start: str) -> str:
-    """The one README command that starts with ``start``, its ``.venv/bin/`` made this interpreter's."""
-    (command,) = [line for line in readme_commands() if line.startswith(start)]
+def readme_command(start: str, document: str = "README.md") -> str:
+    """The one command of ``document`` that starts with ``start``, its ``.venv/bin/`` made this interpreter's."""
+    (command,) = [line for line in readme_commands(document) if line.startswith(start)]
     return command.replace(VENV_BIN, str(Path(sys.executable).parent) + "/", 1)
 
 
@@ -49,9 +50,41 @@ def test_the_quick_start_is_the_two_make_commands() -> None:
     assert readme_commands()[:2] == ["make demo", "make test"]
 
 
+def demo_recipe() -> list[str]:
+    """The commands ``make demo`` runs, as the README would write them."""
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = re.search(r"^demo:.*\n((?:\t.*\n)+)", makefile, flags=re.M)
+    assert recipe, "no demo target in the Makefile"
+    return [line.strip().replace("$(PY) ", VENV_BIN + "python ") for line in recipe.group(1).splitlines()]
+
+
+def test_make_demo_runs_the_readme_study_commands_as_written() -> None:
+    study = [line for line in readme_commands() if line.startswith((f"{VENV_BIN}python experiments/ablation.py",
+                                                                     f"{VENV_BIN}python experiments/tables.py"))]
+    assert study and study == demo_recipe()
+
+
+# README commands that no test can run here, and what runs instead.
+NOT_RUN_HERE = {
+    "ray submit cluster.yaml": "needs an AWS account; `make cluster-smoke` runs `ray submit` on cluster.local.yaml",
+}
+
+
+def test_every_readme_command_is_run_by_a_test_or_by_make_demo() -> None:
+    """Each command of the README is the quick start (``make demo``, ``make test``: CI), a line of the demo's
+    recipe, or taken from the README by a test through :func:`readme_command` (its prefix names it)."""
+    prefixes = set()
+    for path in (ROOT / "tests").rglob("*.py"):
+        prefixes |= set(re.findall(r'readme_command\(\s*"([^"]+)"\)', path.read_text()))  # the README's own
+    covered = {"make demo", "make test", *demo_recipe()}
+    missing = [command for command in readme_commands() if command not in covered
+               and not any(command.startswith(prefix) for prefix in prefixes | set(NOT_RUN_HERE))]
+    assert not missing, f"README commands no test runs: {missing}"
+
+
 @pytest.mark.slow
 def test_synthetic_data_command(tmp_path: Path) -> None:
-    command = readme_command(".venv/bin/python -m unips.datasets.synthetic")
+    command = readme_command(".venv/bin/python -m unips.datasets.synthetic", "docs/data.md")
     run(command, tmp_path)
     train = json.loads((tmp_path / "data/syn/panoptic_train.json").read_text())
     val = json.loads((tmp_path / "data/syn/panoptic_val.json").read_text())
@@ -61,7 +94,7 @@ def test_synthetic_data_command(tmp_path: Path) -> None:
 
 
 def test_configuration_command(tmp_path: Path) -> None:
-    output = run(readme_command(".venv/bin/python -m unips.config"), tmp_path).stdout
+    output = run(readme_command(".venv/bin/python -m unips.config", "docs/configuration.md"), tmp_path).stdout
     assert re.search(r"base_lr: 0\.02\b", output), output
     assert re.search(r"crop_size:\s*\n\s*- 96\s*\n\s*- 192", output), output
 

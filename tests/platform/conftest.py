@@ -5,9 +5,9 @@ smoke training and the killed study."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import S3Server
+from tests.test_readme_commands import readme_command
 from unips.config import Config, load_config
 
 # Small enough for seconds per step on 2 CPU cores, with every part of the network present.
@@ -98,10 +99,13 @@ class SmokeTraining:
         self.log = self.folder / "train.log"
         env = {**os.environ, "MLFLOW_TRACKING_URI": self.uri}
         env.pop("RAY_ADDRESS", None)
+        # The README's command as written, from a folder that has the repository's experiments/ as a user's
+        # clone has (the rest of the folder is the training's own: data, ray_results, mlflow.db).
+        (self.folder / "experiments").symlink_to(ROOT / "experiments")
+        command = shlex.split(readme_command(".venv/bin/python experiments/train.py"))
         with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, str(ROOT / "experiments" / "train.py"), "--preset", "smoke"],
-                cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            self.process = subprocess.Popen(command, cwd=self.folder, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
 
     def wait(self, timeout_s: float = 3600) -> str:
         """Wait for the training to end; its MLflow tracking URI, or a failure with the log's tail."""
@@ -125,7 +129,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     study on two Ray nodes (``test_ablation.py``), each beside the suite's own Ray instance."""
     if config.option.collectonly:  # listing the tests runs none of them
         return
-    accuracy = [item for item in items if item.nodeid.endswith(ACCURACY_TEST)]
+    accuracy = [item for item in items if "smoke_training" in getattr(item, "fixturenames", ())]
     study = [item for item in items if "resumed_study" in getattr(item, "fixturenames", ())]
     if accuracy:
         config.stash[SMOKE_TRAINING] = SmokeTraining()

@@ -17,10 +17,17 @@ tolerance is that, rounded up with room for a machine further off.
 
 from __future__ import annotations
 
+import json
+import os
+import shlex
+import subprocess
+from pathlib import Path
+
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.platform.conftest import SmokeTraining
+from tests.test_readme_commands import readme_command
 from unips.config import load_config
 
 pytestmark = pytest.mark.slow
@@ -53,3 +60,27 @@ def test_smoke_preset_reaches_its_pinned_metrics(smoke_training: SmokeTraining) 
     reached = {key: round(run.data.metrics[key], 2) for key in PINNED}
     off = {key: (value, PINNED[key]) for key, value in reached.items() if abs(value - PINNED[key]) > TOLERANCE}
     assert not off, f"(reached, pinned) beyond ±{TOLERANCE}: {off}; all reached: {reached}"
+
+
+def test_the_readme_evaluates_and_predicts_with_that_training(smoke_training: SmokeTraining) -> None:
+    """The README's evaluate and predict commands, as written, where its train command ran: both find the
+    training in ./mlflow.db (``--run latest``), without being told where."""
+    smoke_training.wait()
+    folder = smoke_training.folder
+    env = {key: value for key, value in os.environ.items() if key not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    for command in (readme_command(".venv/bin/python experiments/evaluate.py"),
+                    readme_command(".venv/bin/python experiments/predict.py")):
+        done = subprocess.run(shlex.split(command), cwd=folder, env=env, capture_output=True, text=True,
+                              timeout=600, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, (command, done.stdout[-2000:], done.stderr[-2000:])
+    metrics = json.loads((folder / "outputs/eval/metrics.json").read_text())
+    run = MlflowClient(smoke_training.uri).search_runs([e.experiment_id for e in
+                                                        MlflowClient(smoke_training.uri).search_experiments()])[0]
+    # The final weights evaluated again give the training's own numbers (the training ran on one thread, this on
+    # the default count, which may change float sums by an ulp: a pixel's argmax at most).
+    for key in ("full/PQ", "heu/PQ", "full/mIoU"):
+        assert metrics[key] == pytest.approx(run.data.metrics[key], abs=0.01), key
+    pictures = sorted(path.stem for path in (folder / "data/synthetic/images/val").glob("*.png"))
+    predicted = json.loads((folder / "outputs/predict/full/panoptic_pred.json").read_text())
+    assert sorted(Path(image["file_name"]).stem for image in predicted["images"]) == pictures
+    assert len(list((folder / "outputs/predict/full/overlays").glob("*.png"))) == len(pictures)
