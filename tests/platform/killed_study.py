@@ -77,8 +77,8 @@ def _ablation(workdir: Path, log: str, cluster: RayCluster, uri: str, results: s
                "--seeds", str(SEEDS), "--name", STUDY, "--address", cluster.address, "--tracking-uri", uri, *args,
                *TINY, *SHORT, f"platform.storage_path={results}", "data.root=data", "data.synthetic.generate=true"]
     # Unbuffered: what it printed survives a SIGKILL. Ray's log deduplication off: it holds back a worker's line
-    # that equals another's up to words with digits ("resuming at step 1/4: <path of s0 | s1>") until a later
-    # line comes after its 5 s window, so the second trial's line could go missing from the log.
+    # that equals another's up to words with digits (two trainings' step lines) until a later line comes after
+    # its 5 s window, so a line the test reads could go missing from the log.
     env = {**os.environ, **cluster.ENV, "PYTHONUNBUFFERED": "1", "RAY_DEDUP_LOGS": "0"}
     env.pop("RAY_ADDRESS", None)
     with open(workdir / f"{log}.out", "w") as out, open(workdir / f"{log}.err", "w") as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,8 +18,9 @@ from panopticapi.evaluation import pq_compute
 from tests.platform.conftest import tiny_config
 from unips.datasets.build import build_dataset
 from unips.models.build import build_model
-from unips.platform.checkpoint import save_state
+from unips.platform.checkpoint import load_state, save_state
 from unips.platform.evaluate import evaluate_as_configured
+from unips.platform.trained_runs import checkpoint_of_run, training_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,16 +76,14 @@ def test_run_latest_evaluates_the_final_weights_of_the_newest_finished_training(
         client.log_artifact(run, str(state), "checkpoint")
         client.set_terminated(run, status)
 
-    def evaluate(*which: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, str(REPO / "experiments/evaluate.py"), *which, "--max-images", "1",
-                               "--num-visualizations", "0", "--out", str(tmp_path / "eval")],
-                              capture_output=True, text=True, cwd=tmp_path)
-
-    assert "checkpoint at step 7" in evaluate("--run", "latest").stdout
-    assert "checkpoint at step 5" in evaluate("--run", "older").stdout
-    assert "checkpoint at step 5" in evaluate("--run", "train older").stdout  # the name the UI shows
-    missing = evaluate("--run", "nope")
-    assert missing.returncode != 0
-    assert missing.stderr.strip().splitlines()[-1] == (
-        f"error: no finished training run named 'nope' in the MLflow store sqlite:///{tmp_path}/mlflow.db: "
-        "train one first, or pass --tracking-uri")
+    evaluated = subprocess.run([sys.executable, str(REPO / "experiments/evaluate.py"), "--run", "latest",
+                                "--max-images", "1", "--num-visualizations", "0", "--out", str(tmp_path / "eval")],
+                               capture_output=True, text=True, cwd=tmp_path)
+    assert "checkpoint at step 7" in evaluated.stdout, evaluated.stderr[-2000:]
+    # By name, as the Ray folder (tag) or as the UI shows it; a name that is not there is named.
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    for name in ("older", "train older"):
+        assert load_state(checkpoint_of_run(uri, name, tmp_path / name.replace(" ", "_")))["step"] == 5
+    with pytest.raises(FileNotFoundError, match=re.escape(
+            f"no finished training run named 'nope' in the MLflow store {uri}: train one first, or pass --tracking-uri")):
+        training_run(uri, "nope")

@@ -273,7 +273,9 @@ def announce(logger: MetricLogger, cfg: Config, step: int, where: str, skipped: 
     for path in skipped:
         print(f"warning: checkpoint {path} is unreadable; resuming from an older one", flush=True)
         logger.client.set_tag(logger.run_id, "unips.unreadable_checkpoint", path)
-    print(f"{'resuming at' if step else 'starting'} step {step}/{cfg.optim.max_iter}: {where}", flush=True)
+    # Named by its run: a study trains several at once, and their lines meet in one terminal.
+    run = ray.train.get_context().get_experiment_name()
+    print(f"{run}: {'resuming at' if step else 'starting'} step {step}/{cfg.optim.max_iter}: {where}", flush=True)
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
