@@ -52,6 +52,8 @@ def test_smoke_preset_reaches_its_pinned_metrics(smoke_training: SmokeTraining) 
     # It ran beside the suite's other local Ray instances, each its own (ray_instance.init_ray).
     log = smoke_training.log.read_text()
     assert "multiple active Ray instances" not in log, log[-3000:]
+    # One line per log step, ours: not also Ray Train's record of each report (train_loop.quiet_report_lines).
+    assert "Reporting training result" not in log and f"step {cfg.optim.max_iter}/{cfg.optim.max_iter}  loss" in log
     client = MlflowClient(uri)
     (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert run.info.status == "FINISHED"

@@ -9,6 +9,7 @@ from the last one (``FailureConfig``) and a stopped run resumes from it.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
 from collections import defaultdict
@@ -278,10 +279,20 @@ def announce(logger: MetricLogger, cfg: Config, step: int, where: str, skipped: 
     print(f"{run}: {'resuming at' if step else 'starting'} step {step}/{cfg.optim.max_iter}: {where}", flush=True)
 
 
+def quiet_report_lines() -> None:
+    """Ray Train 2.60 logs each ``ray.train.report`` (every log step here) at INFO, with its whole metrics
+    dict, through a logger named by its module's file, which its ``LoggingConfig`` does not reach; our own
+    step line says the same in one line."""
+    from ray.train.v2._internal.execution import context as train_context
+
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train's per-worker function. ``config``: ``config`` (a :class:`Config` dump) and ``tracking``
     (``uri``, ``run_id`` of the MLflow run)."""
     cfg = Config.model_validate(config["config"])
+    quiet_report_lines()
     rank, world = ray.train.get_context().get_world_rank(), ray.train.get_context().get_world_size()
     device = ray.train.torch.get_device()
     data_on_this_node(cfg)
