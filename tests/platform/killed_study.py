@@ -63,7 +63,7 @@ class ResumedStudy:
     name: str
     interrupted: list  # the training runs under way at the kill, as they were then
     cut_short: list[str]  # their checkpoints then cut short in the bucket (all but each one's oldest)
-    resumed_from: dict[str, int]  # run name -> the step of the checkpoint left readable
+    resumed_from: dict[str, int]  # run name -> the step of the checkpoint left readable (0: it had none)
     first_trainings: list  # the training runs finished before the kill, as they were then
     first_rows: list  # their row runs, as they were then
     first_results: dict[str, bytes]  # Tune's result.json in the bucket of each trial it had finished, as it was then
@@ -150,13 +150,15 @@ def run_killed_study(workdir: Path, cluster: RayCluster, server: MlflowServer, s
     first_rows = study_runs(uri, STUDY, "row")
     first_results = {trial: s3.read(f"ray_results/{STUDY}/{trial}/result.json") for trial in finished}
     # The checkpoints of the trainings under way, all but each one's oldest, are cut short in the bucket (a
-    # killed upload, a full disk).
+    # killed upload, a full disk). A training that had just begun may have none yet: it starts over.
     cut_short, resumed_from = [], {}
     for run in interrupted:
         name = run.data.tags["unips.run"]
         states = [storage.join(results, key.removeprefix("ray_results/"))
                   for key in s3.keys(f"ray_results/{name}") if key.endswith(f"/{STATE_FILE}")]
-        assert states, f"no checkpoint of {name} in the bucket"
+        if not states:
+            resumed_from[name] = 0
+            continue
         for state in states[1:]:
             storage.write_bytes(state, storage.read_bytes(state)[:1000])
         cut_short += states[1:]

@@ -63,8 +63,8 @@ def test_a_killed_study_on_two_nodes_resumes_from_the_bucket_without_retraining_
     started = {name: (verb, int(step)) for name, verb, step in re.findall(r"(\S+): (resuming at|starting) step (\d+)/4",
                                                                          resumed)}
     for name, step in study.resumed_from.items():
-        # Each went on from its readable checkpoint, or, if the kill came before Ray Train had recorded that
-        # checkpoint as the run's (its upload done, its record not), from the start: Ray's record decides.
+        # Each went on from its readable checkpoint, or from the start: if it had none yet, or if the kill came
+        # before Ray Train had recorded that checkpoint as the run's (its upload done, its record not).
         assert started.get(name) in {("resuming at", step), ("starting", 0)}, (name, step, started)
     assert any(verb == "resuming at" for name, (verb, _) in started.items() if name in study.resumed_from), started
     passed_over = re.findall(r"warning: checkpoint (\S+) is unreadable", resumed)
