@@ -3,12 +3,12 @@ their own)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import torch
 
-from unips.config import Config
+from unips.config import Config, InferenceMode
 from unips.datasets.categories import CategoryMap
 from unips.models.affinity import AffinityHead
 from unips.models.backbone import ResNetFPN
@@ -73,6 +73,9 @@ def build_model(cfg: Config, categories: CategoryMap) -> UnifiedPanopticNet:
     )
 
 
-def build_postprocessor(cfg: Config, categories: CategoryMap) -> PanopticPostprocessor:
-    """The post-processor of ``cfg.eval``: its modes (the first is the main one) and the merge's overlap rule."""
-    return PanopticPostprocessor(cfg.eval.modes, categories.stuff_train_ids, overlap_thresh=cfg.eval.heu_overlap_thresh)
+def build_postprocessor(cfg: Config, categories: CategoryMap,
+                        modes: Sequence[InferenceMode | str] | None = None) -> PanopticPostprocessor:
+    """The post-processor of ``cfg.eval``: its modes (the first is the main one; ``modes`` instead, if given) and
+    the merge's overlap rule."""
+    return PanopticPostprocessor(cfg.eval.modes if modes is None else modes, categories.stuff_train_ids,
+                                 overlap_thresh=cfg.eval.heu_overlap_thresh)

@@ -23,8 +23,8 @@ from pydantic import ValidationError
 from unips.config import Config, InferenceMode, with_override
 from unips.datasets.categories import CategoryMap
 from unips.evaluation.segments import dataset_segments
+from unips.models.build import build_postprocessor
 from unips.models.panoptic_net import UnifiedPanopticNet
-from unips.models.postprocess import PanopticPostprocessor
 from unips.platform.checkpoint import model_from_checkpoint
 
 
@@ -103,8 +103,7 @@ class PanopticPredictor:
             raise ValueError(f"a picture must be (H, W, 3) uint8, got {image.dtype} {image.shape}")
         tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)  # as the reader
         (output,) = self.model([tensor.to(self.device)])
-        postprocessor = PanopticPostprocessor(modes, self.categories.stuff_train_ids,
-                                              overlap_thresh=self.cfg.eval.heu_overlap_thresh)
+        postprocessor = build_postprocessor(self.cfg, self.categories, modes)
         return {str(mode): PanopticAnswer(prediction.panoptic.numpy().astype(np.int32),
                                           dataset_segments(prediction.segments, self.categories))
                 for mode, prediction in postprocessor(output).items()}
