@@ -158,9 +158,13 @@ def describe_training(rows: list[Row], seed: int, tables: list[TableSpec]) -> st
             "row run of the study. Losses and evaluations by step; the pictures of each evaluation under images/.")
 
 
+def table_titles(tables: list[TableSpec]) -> str:
+    return "; ".join(f"Table {table.key}: {table.title}" for table in tables)
+
+
 def describe_row(row: Row, seed: int, trim: bool, tables: list[TableSpec], training_run_id: str) -> str:
     """A row run's description in the MLflow UI: the row, its table, how it is trained and read out."""
-    titles = "; ".join(f"Table {table.key}: {table.title}" for table in tables if row in table.rows)
+    titles = table_titles([table for table in tables if row in table.rows])
     return (f"Row '{row.name}' of {titles}. Seed {seed}: trained with {_setting(row)} (training run "
             f"{training_run_id}), read out by {MODES[str(row.mode)]}, stuff trimming {'on' if trim else 'off'}.")
 
@@ -258,7 +262,7 @@ def _record_study(uri: str, base: Config, name: str, preset: str, tables: list[T
     params = {"preset": preset, "dataset": base.data.dataset, "tables": ",".join(table.key for table in tables),
               "seeds": seeds, "overrides": json.dumps(overrides), "trainings": trainings * seeds,
               "rows": sum(len(table.rows) for table in tables) * seeds}
-    titles = "; ".join(f"Table {table.key}: {table.title}" for table in tables)
+    titles = table_titles(tables)
     description = (f"Study {name}: {titles}. Preset {preset}, {seeds} seed(s), {trainings * seeds} training(s). "
                    "Its trainings and row runs are the children of this run; the figure figures/study.png shows "
                    "each row's PQ with its seed interval and the paper's differences beside ours, tables/ holds "
