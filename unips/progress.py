@@ -1,4 +1,4 @@
-"""Progress bars on long loops (data generation, conversion, evaluation, PQ from files).
+"""Progress bars on long loops (data generation, conversion, evaluation, PQ from files), and durations.
 
 Functions that loop over many images take ``progress: bool | None = False``:
 
@@ -28,3 +28,15 @@ def progress_bar(iterable: Iterable[T] | None = None, *, total: int | None = Non
     # now, so a redirected or captured sys.stderr receives the bar.
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True,
                 disable=None if progress is None else not progress)
+
+
+def duration(seconds: float) -> str:
+    """``41 s``, ``3 min 12 s``, ``2 h 05 min``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -11,7 +11,8 @@ import pytest
 from ray import tune
 
 from unips.platform import study_progress
-from unips.platform.study_progress import TrialLines, duration, restore_output, tune_output
+from unips.platform.study_progress import TrialLines, restore_output, tune_output
+from unips.progress import duration
 
 
 @dataclass

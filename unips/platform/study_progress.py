@@ -17,17 +17,7 @@ from ray import tune
 from ray.tune import Callback
 from ray.tune.experiment import Trial
 
-
-def duration(seconds: float) -> str:
-    """``41 s``, ``3 min 12 s``, ``2 h 05 min``."""
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+from unips.progress import duration
 
 
 def remaining(trials: list[Any], ended: Any, failed: bool, total: int) -> str:

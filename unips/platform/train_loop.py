@@ -37,6 +37,7 @@ from unips.platform.mlflow_model import log_panoptic_model
 from unips.platform.sampler import InfiniteShardedSampler
 from unips.platform.schedule import build_optimizer, build_scheduler, panoptic_loss_factor
 from unips.platform.tracking import MetricLogger
+from unips.progress import duration
 from unips.seeding import seed_everything
 
 TAG_NODE = "unips.node"  # the Ray node rank 0 trains on
@@ -45,12 +46,6 @@ TAG_NODE = "unips.node"  # the Ray node rank 0 trains on
 def _derived_seed(seed: int, rank: int, step: int) -> int:
     """Per-rank, per-restart seed: data and augmentation differ across ranks and repeat across reruns."""
     return (seed * 1_000_003 + rank * 10_007 + step) % 2**31
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
 def replica_difference(model: torch.nn.Module) -> float:
@@ -200,14 +195,14 @@ class LossWindow:
             parts = " ".join(f"{k[5:]} {v:.3f}" for k, v in metrics.items()
                              if k.startswith("loss/") and k != "loss/total")
             print(f"step {step}/{self.cfg.optim.max_iter}  loss {metrics['loss/total']:.3f} ({parts})  lr {lr:.2e}  "
-                  f"{metrics['images_per_s']:.1f} img/s  ETA {_duration(eta)}", flush=True)
+                  f"{metrics['images_per_s']:.1f} img/s  ETA {duration(eta)}", flush=True)
         self.sums.clear()
         self.steps, self.start = 0, now
         return metrics
 
     def finish(self) -> None:
         if self.logger is not None:
-            elapsed = _duration(time.perf_counter() - self.attempt_start)
+            elapsed = duration(time.perf_counter() - self.attempt_start)
             print(f"finished {self.cfg.optim.max_iter} steps; this attempt took {elapsed}", flush=True)
             self.logger.close()
 
