@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from pydantic import ValidationError
 
-from unips.commands import run_command
+from unips.commands import add_mode_argument, run_command
 from unips.config import Config
 from unips.datasets.build import build_dataset
 from unips.platform.checkpoint import model_from_checkpoint
@@ -40,8 +40,7 @@ def main() -> None:
     source.add_argument("--run", help="an MLflow training run: 'latest', its name or its id (its final weights)")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI for --run (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
-    parser.add_argument("--mode", nargs="+", choices=["full", "amx", "heu"], default=None,
-                        help="inference modes (default: the run's eval.modes)")
+    add_mode_argument(parser, "inference modes (default: the run's eval.modes)")
     trim = parser.add_mutually_exclusive_group()
     trim.add_argument("--trim-stuff", dest="trim_stuff", action="store_true", default=None,
                       help="small stuff segments to void (paper App. C)")
@@ -58,8 +57,8 @@ def main() -> None:
             uri = resolve_tracking_uri(args.tracking_uri, None, Path.cwd())
             args.checkpoint = str(checkpoint_of_run(uri, args.run, folder))
         model, cfg, categories, step = model_from_checkpoint(args.checkpoint)
-    if args.mode:
-        cfg.eval.modes = args.mode
+    if args.modes:
+        cfg.eval.modes = args.modes
     if args.trim_stuff is not None:
         cfg.eval.trim_stuff = args.trim_stuff
     cfg.eval.max_images = args.max_images  # all images unless asked, whatever the training evaluated

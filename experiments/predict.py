@@ -1,7 +1,7 @@
 """Predict panoptic segmentations of your own pictures (no ground truth needed).
 
     python experiments/predict.py --checkpoint state.pt photos/ --out outputs/predict
-    python experiments/predict.py --run latest street.jpg park.png --modes full,heu
+    python experiments/predict.py --run latest street.jpg park.png --mode full heu
     python experiments/predict.py --model models:/unips-smoke/1 photos/ --tracking-uri http://127.0.0.1:5000
 
 The network comes from ``--checkpoint`` (a ``state.pt`` or a Ray Train checkpoint folder: a path or a
@@ -19,21 +19,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from unips.commands import add_workdir_argument, enter_workdir, run_command
+from unips.commands import add_mode_argument, add_workdir_argument, enter_workdir, run_command
 from unips.datasets.pictures import list_pictures
 from unips.platform.predict import load_predictor, predict_pictures
-
-MODES = ("full", "amx", "heu")
-
-
-def modes_list(text: str) -> list[str]:
-    """``full,heu`` -> ``["full", "heu"]``, each one of :data:`MODES`."""
-    modes = [mode.strip() for mode in text.split(",") if mode.strip()]
-    unknown = [mode for mode in modes if mode not in MODES]
-    if unknown or not modes:
-        raise argparse.ArgumentTypeError(f"modes are a comma-separated list of {', '.join(MODES)}; got '{text}'")
-    return modes
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -45,8 +33,7 @@ def main() -> int:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI of --run / --model (default: $MLFLOW_TRACKING_URI, else ./mlflow.db)")
     parser.add_argument("pictures", nargs="+", type=Path, help="picture files and folders of pictures")
-    parser.add_argument("--modes", type=modes_list, default=None,
-                        help="inference modes, comma-separated, e.g. full,heu (default: the training's first mode)")
+    add_mode_argument(parser, "inference modes, after the pictures (default: the training's first mode)")
     parser.add_argument("--out", type=Path, default=Path("outputs/predict"))
     parser.add_argument("--no-overlays", dest="overlays", action="store_false", help="only the COCO panoptic files")
     add_workdir_argument(parser)

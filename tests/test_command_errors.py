@@ -3,6 +3,7 @@ names the culprit, no traceback (``--debug`` shows it), and nothing written on t
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import re
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from unips.commands import run_command
+from unips.commands import add_mode_argument, run_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN, EVALUATE, TABLES, ABLATION, SHOW = (str(ROOT / "experiments" / f"{name}.py")
@@ -214,3 +215,21 @@ def test_workdir_is_where_a_command_works(tmp_path: Path, monkeypatch: pytest.Mo
                                           capsys: pytest.CaptureFixture) -> None:
     done = run_here([TABLES, "--study", "s", "--workdir", "runs"], tmp_path, monkeypatch, capsys)
     assert_one_error_line(done, rf"no MLflow store {tmp_path}/runs/mlflow\.db:")
+
+
+def test_modes_read_alike_with_spaces_or_commas_and_a_wrong_one_is_named(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    parser = argparse.ArgumentParser(prog="predict.py")
+    add_mode_argument(parser, "inference modes")
+    parser.add_argument("pictures", nargs="*")
+    assert parser.parse_args(["p.png", "--mode", "full", "heu"]).modes == ["full", "heu"]
+    assert parser.parse_args(["p.png", "--modes", "full,heu"]).modes == ["full", "heu"]
+    assert parser.parse_args(["--mode", "heu,heu", "amx"]).modes == ["heu", "amx"]
+    assert parser.parse_args(["p.png"]).modes is None
+    (tmp_path / "photos").mkdir()
+    for wrong, hint in ((["--mode", "ful"], ""), (["--mode", "full", str(tmp_path / "photos")], "; the pictures go")):
+        with pytest.raises(SystemExit):
+            parser.parse_args(wrong)
+        error = capsys.readouterr().err.splitlines()[-1]
+        assert error.startswith("predict.py: error: --mode: modes are full, amx, heu") and hint in error, error
+        assert repr(" ".join(wrong[1:])) in error

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 # Bad input: missing or existing files, malformed data or configs (ConfigError and
 # PanopticFormatError are ValueErrors), checkpoints that are not ours, runs or studies not in the store.
@@ -49,3 +49,26 @@ def enter_workdir(workdir: Path | None) -> None:
         workdir = workdir.expanduser()
         workdir.mkdir(parents=True, exist_ok=True)
         os.chdir(workdir)
+
+
+class _ModeList(argparse.Action):
+    """Collects ``--mode full heu`` and ``--mode full,heu`` alike into ``["full", "heu"]``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from unips.config import InferenceMode  # unips.config imports this module
+
+        known = [mode.value for mode in InferenceMode]
+        modes = [mode for value in values for mode in value.split(",") if mode]
+        unknown = [mode for mode in modes if mode not in known]
+        if unknown or not modes:
+            hint = "; the pictures go before it" if any(os.path.exists(mode) for mode in unknown) else ""
+            parser.error(f"{option_string}: modes are {', '.join(known)} (spaces or commas between them); "
+                         f"got {' '.join(values)!r}{hint}")
+        setattr(namespace, self.dest, list(dict.fromkeys(modes)))
+
+
+def add_mode_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--mode full heu`` (or ``--mode full,heu``; ``--modes`` too): inference modes, ``args.modes``, None if not given."""
+    parser.add_argument("--mode", "--modes", dest="modes", nargs="+", action=_ModeList, default=None,
+                        metavar="MODE", help=f"{help}: full, amx, heu")

@@ -66,7 +66,7 @@ def test_predict_writes_coco_panoptic_files_the_pq_command_reads(tmp_path: Path)
     checkpoint = tiny_checkpoint(tmp_path / "ckpt")
     out = tmp_path / "out"
     done = subprocess.run([sys.executable, PREDICT, "--checkpoint", str(checkpoint), str(tmp_path / "pictures"),
-                           "--modes", "full,heu", "--out", str(out)],
+                           "--mode", "full", "heu", "--out", str(out)],
                           cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     # The corrupt file: a warning naming it as it is met, and the count at the end.
