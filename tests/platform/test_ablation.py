@@ -53,6 +53,9 @@ def test_a_killed_study_on_two_nodes_resumes_from_the_bucket_without_retraining_
     recorded = {trial: lines[-1]["training_node"] for trial, lines in results.items()}
     tagged = {run.data.tags["unips.run"].removeprefix(f"{STUDY}-"): run.data.tags["unips.node"] for run in trainings}
     assert recorded == tagged and set(recorded.values()) == study.node_ids, (recorded, tagged, study.node_ids)
+    print("\ntrial -> node (Tune's result, the run's unips.node tag)")  # shown by `pytest -m cluster -s`
+    for trial, node in sorted(recorded.items()):
+        print(f"  {trial:60s} {node}")
     # The kill came while the second wave trained: each interrupted training went on from the one checkpoint
     # left readable in the bucket and finished, each step logged once. Whether it had to pass over a file
     # cut short depends on which checkpoint Ray had registered as the latest when the kill came (the
@@ -108,6 +111,22 @@ def test_checkpoints_are_in_the_bucket_and_artifacts_on_the_tracking_server(resu
         assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")} == {"checkpoint/state.pt"}
         assert client.list_artifacts(run.info.run_id, "images")  # the evaluation's pictures, by step
         assert list(study.server_artifacts.rglob(f"{run.info.run_id}/artifacts/checkpoint/state.pt"))
+    # What is where, for a person reading `pytest -m cluster -s`: files per kind of path.
+    bucket = defaultdict(int)
+    for key in study.s3.keys("ray_results/"):
+        _, top, *rest = key.split("/")
+        path = "/".join([STUDY if top == STUDY else "<run>", *rest[:2]])
+        for pattern, kind in ((r"checkpoint_[^/]+", "<checkpoint>"), (r"\d{4}-\d\d-\d\d_[\d-]+", "<time>"),
+                              (r"[\w-]+-s\d(?=/)", "<trial>"), (r"tfevents\.\S+", "tfevents.<...>")):
+            path = re.sub(pattern, kind, path)
+        bucket[path] += 1
+    print("\nbucket ray_results/:", dict(sorted(bucket.items())))
+    served = defaultdict(int)
+    for path in study.server_artifacts.rglob("*"):
+        if path.is_file():
+            parts = path.relative_to(study.server_artifacts).parts[2:]
+            served["/".join(["<model>" if parts[0].startswith("m-") else parts[0], *parts[1:3]])] += 1
+    print("server <experiment>/<run>/:", dict(sorted(served.items())))
 
 
 def test_rows_that_differ_only_at_inference_reuse_the_trained_model(resumed_study: ResumedStudy) -> None:
