@@ -4,8 +4,8 @@
     python experiments/evaluate.py --checkpoint state.pt --mode heu --trim-stuff --out outputs/eval
     python experiments/evaluate.py --run latest      # the newest finished training in ./mlflow.db
 
-``--checkpoint`` is a Ray Train checkpoint folder, its ``state.pt``, or the
-``checkpoint/state.pt`` artifact of an MLflow run (``--run`` fetches that one); a local path or a storage URI
+``--checkpoint`` is a Ray Train checkpoint folder or its ``state.pt`` (``--run`` fetches an MLflow training
+run's final ``state.pt``, from the run's MLflow model); a local path or a storage URI
 (``s3://bucket/ray_results/<run>/checkpoint_<...>``, any filesystem pyarrow knows). For each mode, predictions are
 written to ``<out>/<mode>/panoptic_pred/`` + ``panoptic_pred.json`` (COCO panoptic,
 the dataset's category ids: any panoptic tool can score them) with pictures of ground

@@ -5,7 +5,7 @@
     python experiments/predict.py --model models:/unips-smoke/1 photos/ --tracking-uri http://127.0.0.1:5000
 
 The network comes from ``--checkpoint`` (a ``state.pt`` or a Ray Train checkpoint folder: a path or a
-storage URI), from ``--run`` (a training's ``checkpoint/state.pt`` artifact: ``latest``, the run's name
+storage URI), from ``--run`` (a training run's final weights, in its MLflow model: ``latest``, the run's name
 or id) or from ``--model`` (an MLflow model URI: ``runs:/<run id>/model``, ``models:/<name>/<version>``).
 Folders are searched for pictures (PNG, JPEG, BMP, TIFF, WebP..., subfolders included); greyscale, RGBA
 and 16-bit pictures are made RGB. For each mode, ``<out>/<mode>/panoptic_pred/`` + ``panoptic_pred.json``

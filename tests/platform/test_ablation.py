@@ -107,10 +107,12 @@ def test_checkpoints_are_in_the_bucket_and_artifacts_on_the_tracking_server(resu
         name = run.data.tags["unips.run"]
         assert any(re.fullmatch(rf"ray_results/{name}/checkpoint_[^/]+/state\.pt", key)
                    for key in study.s3.keys(f"ray_results/{name}/")), name
-        # Logged by the worker on either node, kept by the server in its own folder.
-        assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoint")} == {"checkpoint/state.pt"}
+        # Logged by the worker on either node, kept by the server in its own folder: the final weights once, in
+        # the run's MLflow model.
+        assert not client.list_artifacts(run.info.run_id, "checkpoint")
         assert client.list_artifacts(run.info.run_id, "images")  # the evaluation's pictures, by step
-        assert list(study.server_artifacts.rglob(f"{run.info.run_id}/artifacts/checkpoint/state.pt"))
+        (model,) = client.search_logged_models([run.info.experiment_id], f"source_run_id = '{run.info.run_id}'")
+        assert list(study.server_artifacts.rglob(f"{model.model_id}/artifacts/artifacts/state.pt"))
     # What is where, for a person reading `pytest -m cluster -s`: files per kind of path.
     bucket = defaultdict(int)
     for key in study.s3.keys("ray_results/"):

@@ -23,9 +23,9 @@ from tests.platform.conftest import tiny_checkpoint
 from unips.evaluation.segments import dataset_segments
 from unips.models.postprocess import PanopticPostprocessor
 from unips.platform.checkpoint import model_from_checkpoint
-from unips.platform.mlflow_model import log_panoptic_model, using_tracking_uri
+from unips.platform.mlflow_model import log_panoptic_model
 from unips.platform.predict import load_predictor
-from unips.platform.tracking import create_run
+from unips.platform.tracking import create_run, using_tracking_uri
 
 Answers = dict[str, list[tuple[np.ndarray, list[dict[str, Any]]]]]  # mode -> per picture (ids, segments_info)
 
@@ -107,7 +107,6 @@ def test_a_logged_model_answers_as_its_checkpoint_in_a_fresh_process(tmp_path: P
     # A run as the training driver makes one: with MlflowClient, never started by the fluent API.
     run_id = create_run(uri, "unips-model-test", "tiny", {"seed": 0}, artifact_root=tmp_path / "mlruns")
     client = MlflowClient(uri)
-    client.log_artifact(run_id, str(checkpoint), "checkpoint")
     info = log_panoptic_model(uri, run_id, checkpoint, "full", step=1, register_as="unips-tiny")
     run = client.get_run(run_id)
     assert run.info.status == "RUNNING"  # logging the model left the run to the training
@@ -122,14 +121,18 @@ def test_a_logged_model_answers_as_its_checkpoint_in_a_fresh_process(tmp_path: P
     assert_model_predicts_as_checkpoint(uri, [f"runs:/{run_id}/model", "models:/unips-tiny/1"], checkpoint,
                                         ["full", "amx", "heu"], tmp_path)
 
-    # experiments/predict.py's sources: the run's checkpoint/state.pt, or the MLflow model.
+    # experiments/predict.py's sources: the run (the weights in its model, or where earlier versions logged
+    # them, checkpoint/state.pt), or the MLflow model.
+    earlier = create_run(uri, "unips-model-test", "earlier", {"seed": 0})
+    client.log_artifact(earlier, str(checkpoint), "checkpoint")
     picture = np.asarray(Image.open(io.BytesIO(encoded_pictures()[0])))
     expected = checkpoint_answers(checkpoint, encoded_pictures()[:1], ["heu"])["heu"]
-    for source in ({"run": run_id}, {"model_uri": "models:/unips-tiny/1"}):
+    for source in ({"run": run_id}, {"run": earlier}, {"model_uri": "models:/unips-tiny/1"}):
         answer = load_predictor(**source, tracking_uri=uri)(picture, ["heu"])["heu"]
         assert_same_answers({"heu": [(answer.panoptic, answer.segments_info)]}, {"heu": expected}, str(source))
     bare = create_run(uri, "unips-model-test", "unfinished", {})
-    with pytest.raises(FileNotFoundError, match=f"training run {bare} \\(unfinished\\) has no checkpoint/state.pt"):
+    with pytest.raises(FileNotFoundError, match=f"training run {bare} \\(unfinished\\) has no final weights "
+                                                r"\(model/artifacts/state\.pt\)"):
         load_predictor(run=bare, tracking_uri=uri)
     with pytest.raises(LookupError, match="MLflow model models:/nothing/1 not found"):
         load_predictor(model_uri="models:/nothing/1", tracking_uri=uri)

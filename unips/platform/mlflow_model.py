@@ -26,8 +26,6 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -42,6 +40,7 @@ from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from PIL import Image
 
 import unips
+from unips.platform.tracking import using_tracking_uri
 
 MODEL_NAME = "model"  # the model's name in its run: runs:/<run_id>/model
 WEIGHTS = "weights"  # its artifact: the state.pt the network is rebuilt from
@@ -95,17 +94,6 @@ def example_input(size: tuple[int, int] = (64, 64)) -> pd.DataFrame:
 def pinned_requirements() -> list[str]:
     """:data:`REQUIREMENTS` at this environment's versions (what ``pip install`` would need to serve it)."""
     return [f"{name}=={version(name)}" for name in REQUIREMENTS]
-
-
-@contextmanager
-def using_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API on ``uri`` for a while: ``Model.log`` reads the process-wide tracking URI."""
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)  # None: unset again
 
 
 def log_panoptic_model(uri: str, run_id: str, weights: str | os.PathLike[str], default_mode: str, step: int = 0,

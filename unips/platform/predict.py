@@ -28,14 +28,14 @@ from unips.progress import progress_bar
 def load_predictor(checkpoint: str | None = None, run: str | None = None, model_uri: str | None = None,
                    tracking_uri: str | None = None) -> PanopticPredictor:
     """The network of a checkpoint (a ``state.pt`` or its folder, a path or storage URI), of an MLflow training
-    ``run`` (``latest``, its name or id: its final ``checkpoint/state.pt``), or of an MLflow model
+    ``run`` (``latest``, its name or id: the final weights in its MLflow model), or of an MLflow model
     (``runs:/<id>/model``, ``models:/<name>/<version>``), given exactly one of them. ``tracking_uri`` is the
     MLflow store of ``run`` and ``model_uri`` (default: ``$MLFLOW_TRACKING_URI``, else ``./mlflow.db``)."""
     if sum(source is not None for source in (checkpoint, run, model_uri)) != 1:
         raise ValueError("give exactly one of a checkpoint, an MLflow run or an MLflow model URI")
     if checkpoint is not None:
         return PanopticPredictor.from_checkpoint(checkpoint)
-    from unips.platform.tracking import require_store, resolve_tracking_uri
+    from unips.platform.tracking import require_store, resolve_tracking_uri, using_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri, None, Path.cwd())
     if run is not None:
@@ -45,8 +45,6 @@ def load_predictor(checkpoint: str | None = None, run: str | None = None, model_
             return PanopticPredictor.from_checkpoint(checkpoint_of_run(uri, run, folder))
     import mlflow
     from mlflow.exceptions import MlflowException
-
-    from unips.platform.mlflow_model import using_tracking_uri
 
     require_store(uri, " to read the model from", "the training")
     try:

@@ -12,10 +12,12 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
+import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.entities import Metric, Param
@@ -184,3 +186,14 @@ def find_runs(tracking_uri: str, tags: Mapping[str, str], experiment_ids: list[s
         return []
     query = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
     return client.search_runs(experiment_ids, query, order_by=["attributes.start_time DESC"])
+
+
+@contextmanager
+def using_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API on ``uri`` for a while: ``Model.log`` reads the process-wide tracking URI."""
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # None: unset again

@@ -231,8 +231,8 @@ def evaluate_and_log(model: torch.nn.Module, cfg: Config, val_set: PanopticDatas
 def checkpoint(trainee: Trainee, cfg: Config, categories: CategoryMap,
                logger: MetricLogger | None) -> Iterator[ray.train.Checkpoint | None]:
     """Rank 0's checkpoint for ``ray.train.report`` (None on the other ranks); at the last step the
-    weights also go to MLflow (without the optimizer state, which only resuming needs), as the artifact
-    ``checkpoint/state.pt`` and inside the run's MLflow model ``model`` (:mod:`unips.platform.mlflow_model`)."""
+    weights also go to MLflow (without the optimizer state, which only resuming needs), inside the run's MLflow
+    model ``model`` (``artifacts/state.pt``, :mod:`unips.platform.mlflow_model`): one copy, which ``--run`` reads."""
     with tempfile.TemporaryDirectory() as folder:
         if logger is None:
             yield None
@@ -242,7 +242,6 @@ def checkpoint(trainee: Trainee, cfg: Config, categories: CategoryMap,
         if trainee.step == cfg.optim.max_iter:
             with tempfile.TemporaryDirectory() as weights:
                 final = save_state(weights, {"model": trainee.model.state_dict(), "step": trainee.step, **about})
-                logger.log_artifact(final, "checkpoint")
                 log_panoptic_model(logger.tracking_uri, logger.run_id, final, str(cfg.eval.modes[0]),
                                    step=trainee.step, register_as=cfg.platform.register_model)
         yield ray.train.Checkpoint.from_directory(folder)

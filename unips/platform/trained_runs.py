@@ -1,8 +1,9 @@
 """A trained network found by its MLflow training run: ``--run latest``, a run's name or its id.
 
-Every training logs its final weights as the artifact ``checkpoint/state.pt`` (with the config
-and categories, what :func:`~unips.platform.checkpoint.model_from_checkpoint` needs), so the
-tracking store alone is enough to evaluate or predict with a run, wherever its Ray folder is.
+Every training logs its network as the MLflow model ``model`` of its run, whose ``artifacts/state.pt``
+holds the final weights with the config and categories (what
+:func:`~unips.platform.checkpoint.model_from_checkpoint` needs), so the tracking store alone is enough to
+evaluate or predict with a run, wherever its Ray folder is.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from mlflow.tracking import MlflowClient
 
-from unips.platform.tracking import require_store
+from unips.platform.tracking import require_store, using_tracking_uri
 
 LATEST = "latest"
-WEIGHTS = "checkpoint/state.pt"  # the final weights' artifact path on a training run
+WEIGHTS = "model/artifacts/state.pt"  # the final weights, inside the run's MLflow model (runs:/<id>/model)
+OLD_WEIGHTS = "checkpoint/state.pt"  # where earlier trainings also logged them: their runs still load
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -48,8 +51,14 @@ def checkpoint_of_run(tracking_uri: str, which: str, folder: str | Path) -> Path
     """The final ``state.pt`` of the training run ``which`` (see :func:`training_run`), downloaded into
     ``folder``."""
     run = training_run(tracking_uri, which)
-    try:
-        return Path(MlflowClient(tracking_uri).download_artifacts(run.info.run_id, WEIGHTS, str(folder)))
-    except Exception as error:  # MLflow raises its own types per store for a missing artifact
-        raise FileNotFoundError(f"training run {run.info.run_id} ({run.info.run_name}) has no {WEIGHTS}: "
-                                f"did it finish? ({error})") from None
+    errors = []
+    for path in (WEIGHTS, OLD_WEIGHTS):
+        try:
+            # runs:/<id>/model/... finds the run's logged model through the process-wide tracking URI only.
+            with using_tracking_uri(tracking_uri):
+                return Path(mlflow.artifacts.download_artifacts(f"runs:/{run.info.run_id}/{path}",
+                                                                dst_path=str(folder)))
+        except Exception as error:  # MLflow raises its own types per store for a missing artifact
+            errors.append(str(error))
+    raise FileNotFoundError(f"training run {run.info.run_id} ({run.info.run_name}) has no final weights "
+                            f"({WEIGHTS}): did it finish? ({errors[0]})") from None
