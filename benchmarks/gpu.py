@@ -93,6 +93,7 @@ def inference_model(cfg: Config, device: torch.device) -> tuple[torch.nn.Module,
     return build_trainee(cfg, categories, device).model.eval(), categories
 
 
+@torch.no_grad()  # as the predictor and the evaluator run the network: no autograd graph for the backbone
 def readout_ms(model: torch.nn.Module, postprocess: Callable[[Any], Any], images: list[torch.Tensor],
                device: torch.device) -> float:
     """Milliseconds per image of forward plus read-out (the caller warms up first)."""
@@ -109,6 +110,7 @@ def random_images(size: tuple[int, int], count: int, device: torch.device, seed:
     return [torch.rand(3, *size, generator=generator).to(device) for _ in range(count)]
 
 
+@torch.no_grad()
 def inference_ms(cfg: Config, device: torch.device, size: tuple[int, int], count: int) -> dict[str, float]:
     """Milliseconds per image of forward plus read-out, for each mode of :data:`MODES`, on one network."""
     model, categories = inference_model(cfg, device)

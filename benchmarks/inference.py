@@ -41,6 +41,7 @@ def _timed(function: Callable[..., Any], spent: list[float]) -> Callable[..., An
     return wrapper
 
 
+@torch.no_grad()
 def affinity_ms(cfg: Any, size: tuple[int, int], count: int) -> tuple[float, float]:
     """``(full mode ms per image, of which the affinity head's ms)`` on the CPU."""
     cpu = torch.device("cpu")

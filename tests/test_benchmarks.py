@@ -1,4 +1,5 @@
-"""The GPU benchmark's own test: without CUDA it runs the same code on the CPU at a reduced size."""
+"""The GPU benchmark's own test (without CUDA it runs the same code on the CPU at a reduced size), and the CPU
+inference benchmark's at a tiny size: the code paths and the last lines, not the figures."""
 
 from __future__ import annotations
 
@@ -30,3 +31,18 @@ def test_gpu_benchmark_runs_on_the_cpu_and_prints_its_line() -> None:
     values = [float(v) for v in match.groups()[1:]]
     assert all(v > 0 for v in values), last
     assert values[-1] == pytest.approx(values[-3] / values[-2], abs=0.01)  # the ratio of the two it printed
+
+
+@pytest.mark.slow
+def test_inference_benchmark_prints_both_modes_and_their_ratio() -> None:
+    done = subprocess.run([sys.executable, "benchmarks/inference.py", "--size", "64x128", "--images", "1",
+                           *TINY_MODEL], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    *_, share, last = done.stdout.strip().splitlines()
+    assert re.fullmatch(r"affinity head \(Q and the affinity product\): \d+ ms of \d+ ms in the full mode "
+                        r"\(\d+\.\d%\)", share), share
+    match = re.fullmatch(r"inference full_ms=(\d+) heu_ms=(\d+) ratio=([\d.]+)", last)
+    assert match, last
+    full, heu, ratio = (float(v) for v in match.groups())
+    # The ratio of the unrounded times; the ms are printed whole, so each is off by up to 0.5.
+    assert full > 0 and heu > 0 and (full - 0.5) / (heu + 0.5) - 0.01 <= ratio <= (full + 0.5) / (heu - 0.5) + 0.01
