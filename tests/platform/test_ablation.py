@@ -126,8 +126,9 @@ def test_checkpoints_are_in_the_bucket_and_artifacts_on_the_tracking_server(resu
     served = defaultdict(int)
     for path in study.server_artifacts.rglob("*"):
         if path.is_file():
-            parts = path.relative_to(study.server_artifacts).parts[2:]
-            served["/".join(["<model>" if parts[0].startswith("m-") else parts[0], *parts[1:3]])] += 1
+            top, *rest = path.relative_to(study.server_artifacts).parts[2:]
+            kind = "/".join(["<model>" if top.startswith("m-") else top, *rest[:3]])
+            served[re.sub(r"\+step\+.*", "+step+<step>+...", kind)] += 1
     print("server <experiment>/<run>/:", dict(sorted(served.items())))
 
 
