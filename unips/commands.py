@@ -69,6 +69,7 @@ class _ModeList(argparse.Action):
 
 
 def add_mode_argument(parser: argparse.ArgumentParser, help: str) -> None:
-    """``--mode full heu`` (or ``--mode full,heu``; ``--modes`` too): inference modes, ``args.modes``, None if not given."""
+    """``--mode full heu`` (or ``--mode full,heu``; ``--modes`` too): inference modes as ``args.modes``, None if
+    not given."""
     parser.add_argument("--mode", "--modes", dest="modes", nargs="+", action=_ModeList, default=None,
                         metavar="MODE", help=f"{help}: full, amx, heu")

@@ -190,7 +190,8 @@ def find_runs(tracking_uri: str, tags: Mapping[str, str], experiment_ids: list[s
 
 @contextmanager
 def using_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's fluent API on ``uri`` for a while: ``Model.log`` reads the process-wide tracking URI."""
+    """MLflow's fluent API on ``uri`` for a while: ``Model.log``, and ``runs:/`` and ``models:/`` URIs, read the
+    process-wide tracking URI."""
     previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
     mlflow.set_tracking_uri(uri)
     try:
